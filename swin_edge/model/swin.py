@@ -1,0 +1,268 @@
+"""Swin Transformer (v1) with static, export-friendly shifted-window attention.
+
+Layout follows timm's ``swin_transformer.py`` (NHWC tokens, patch merging at the start of each
+stage after the first). Everything shape-dependent is computed once from the config: the
+relative position index and shifted-window mask are non-persistent buffers, reshapes use Python
+ints (the batch is the only ``-1``), and the cyclic shift is two static slices and a concat.
+The exported ONNX graph therefore has no Shape/Mod/Pad/NonZero/ConstantOfShape ops.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .config import SwinConfig
+
+
+def get_relative_position_index(win_h: int, win_w: int) -> Tensor:
+    """Index into the relative position bias table for every (query, key) pair of a window."""
+    coords = torch.stack(torch.meshgrid(torch.arange(win_h), torch.arange(win_w), indexing="ij"))
+    coords = coords.flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+    rel[:, :, 0] += win_h - 1
+    rel[:, :, 1] += win_w - 1
+    rel[:, :, 0] *= 2 * win_w - 1
+    return rel.sum(-1)
+
+
+def window_partition(x: Tensor, ws: int, h: int, w: int, c: int) -> Tensor:
+    """(B, H, W, C) -> (B * nW, ws * ws, C)."""
+    x = x.reshape(-1, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, ws * ws, c)
+
+
+def window_reverse(windows: Tensor, ws: int, h: int, w: int, c: int) -> Tensor:
+    """(B * nW, ws * ws, C) -> (B, H, W, C)."""
+    x = windows.reshape(-1, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)
+
+
+def static_roll(x: Tensor, shift: int, dim: int, size: int) -> Tensor:
+    """``torch.roll`` along one dim of known ``size`` as two constant slices and a concat."""
+    shift %= size
+    if shift == 0:
+        return x
+    return torch.cat((x.narrow(dim, size - shift, shift), x.narrow(dim, 0, size - shift)), dim)
+
+
+def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> Tensor:
+    """Attention mask (nW, N, N) with -100 between tokens from different pre-shift regions."""
+    img_mask = torch.zeros(1, h, w, 1)
+    cnt = 0
+    spans = ((0, -ws), (-ws, -shift), (-shift, None))
+    for hs in spans:
+        for wsl in spans:
+            img_mask[:, hs[0] : hs[1], wsl[0] : wsl[1], :] = cnt
+            cnt += 1
+    mw = window_partition(img_mask, ws, h, w, 1).squeeze(-1)
+    mask = mw.unsqueeze(1) - mw.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows with a learned relative position bias."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.window_size = window_size
+        self.num_tokens = window_size * window_size
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1) ** 2, num_heads)
+        )
+        self.register_buffer(
+            "relative_position_index",
+            get_relative_position_index(window_size, window_size).view(-1),
+            persistent=False,
+        )
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def relative_position_bias(self) -> Tensor:
+        n = self.num_tokens
+        bias = self.relative_position_bias_table[self.relative_position_index]
+        return bias.view(n, n, -1).permute(2, 0, 1).contiguous()  # (heads, N, N)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        n, heads, hd = self.num_tokens, self.num_heads, self.head_dim
+        qkv = self.qkv(x).reshape(-1, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        attn = attn + self.relative_position_bias().unsqueeze(0)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(-1, nw, heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, heads, n, n)
+        attn = attn.softmax(dim=-1)
+        x = (attn @ v).transpose(1, 2).reshape(-1, n, self.dim)
+        return self.proj(x)
+
+
+class SwinTransformerBlock(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        resolution: int,
+        num_heads: int,
+        window_size: int = 7,
+        shift_size: int = 0,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.resolution = resolution
+        if resolution <= window_size:  # timm/Microsoft rule: one window, no shift
+            window_size, shift_size = resolution, 0
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        mask = shifted_window_mask(resolution, resolution, window_size, shift_size)
+        self.register_buffer("attn_mask", mask if shift_size else None, persistent=False)
+
+    def _attn(self, x: Tensor) -> Tensor:
+        r, c, ws, s = self.resolution, self.dim, self.window_size, self.shift_size
+        if s:
+            x = static_roll(static_roll(x, -s, 1, r), -s, 2, r)
+        x = window_reverse(self.attn(window_partition(x, ws, r, r, c), self.attn_mask), ws, r, r, c)
+        if s:
+            x = static_roll(static_roll(x, s, 1, r), s, 2, r)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C)
+        x = x + self._attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbourhood concat (Microsoft's x0,x1,x2,x3 order), LayerNorm, linear 4C -> 2C."""
+
+    def __init__(self, dim: int, resolution: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.resolution = resolution
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        r, c = self.resolution // 2, self.dim
+        x = x.reshape(-1, r, 2, r, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(-1, r, r, 4 * c)
+        return self.reduction(self.norm(x))
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, H', W', D)
+        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+
+
+class SwinStage(nn.Module):
+    def __init__(self, cfg: SwinConfig, index: int) -> None:
+        super().__init__()
+        res, dim = cfg.stage_resolutions()[index], cfg.stage_dims()[index]
+        self.downsample = PatchMerging(dim // 2, res * 2) if index > 0 else nn.Identity()
+        self.blocks = nn.Sequential(
+            *[
+                SwinTransformerBlock(
+                    dim,
+                    res,
+                    cfg.num_heads[index],
+                    cfg.window_size,
+                    0 if i % 2 == 0 else cfg.window_size // 2,
+                    cfg.mlp_ratio,
+                    cfg.qkv_bias,
+                )
+                for i in range(cfg.depths[index])
+            ]
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blocks(self.downsample(x))
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool over the NHWC token grid, then a linear classifier (timm's layout)."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(x.mean(dim=(1, 2)))
+
+
+class SwinTransformer(nn.Module):
+    """Swin Transformer v1 classifier, or a 4-stage feature extractor with ``features_only``."""
+
+    def __init__(self, cfg: SwinConfig | None = None, features_only: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or SwinConfig()
+        self.features_only = features_only
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.embed_dim)
+        self.layers = nn.Sequential(*[SwinStage(cfg, i) for i in range(cfg.num_stages)])
+        self.num_features = cfg.stage_dims()[-1]
+        self.feature_channels = cfg.stage_dims()
+        if not features_only:
+            self.norm = nn.LayerNorm(self.num_features)
+            self.head = ClassifierHead(self.num_features, cfg.num_classes)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.norm(self.layers(self.patch_embed(x)))
+
+    def forward_intermediates(self, x: Tensor) -> list[Tensor]:
+        """The output of every stage, NCHW, as a detection/segmentation backbone expects."""
+        x = self.patch_embed(x)
+        feats = []
+        for stage in self.layers:
+            x = stage(x)
+            feats.append(x.permute(0, 3, 1, 2))
+        return feats
+
+    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+        if self.features_only:
+            return self.forward_intermediates(x)
+        return self.head(self.forward_features(x))
+
+
+__all__ = [
+    "PatchMerging",
+    "SwinTransformer",
+    "SwinTransformerBlock",
+    "WindowAttention",
+    "get_relative_position_index",
+    "shifted_window_mask",
+    "static_roll",
+    "window_partition",
+    "window_reverse",
+]

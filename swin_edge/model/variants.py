@@ -1,0 +1,73 @@
+"""Named Swin variants (Microsoft/timm names and short aliases) and ``create_model``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from ..errors import SwinEdgeError
+from .config import SwinConfig
+from .swin import SwinTransformer
+
+_ARCH = {
+    "tiny": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    "small": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    "base": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    "large": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+}
+
+
+def _variants() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for size, arch in _ARCH.items():
+        for window, img, crop in ((7, 224, 0.9), (12, 384, 1.0)):
+            if size in ("tiny", "small") and window == 12:
+                continue
+            name = f"swin_{size}_patch4_window{window}_{img}"
+            out[name] = dict(arch, window_size=window, img_size=img, crop_pct=crop, name=name)
+        out[f"swin_{size}"] = out[f"swin_{size}_patch4_window7_224"]
+    return out
+
+
+VARIANTS = _variants()
+
+
+def list_variants() -> list[str]:
+    return sorted(VARIANTS)
+
+
+def variant_config(name: str, **overrides: Any) -> SwinConfig:
+    """Config of a named variant; ``overrides`` (img_size, window_size, num_classes...) win."""
+    if name not in VARIANTS:
+        raise SwinEdgeError(f"unknown model '{name}'; choose one of: {', '.join(list_variants())}")
+    kw = dict(VARIANTS[name])
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    if "img_size" in overrides and overrides["img_size"] is not None:
+        kw["name"] = f"{kw['name']}@{kw['img_size']}"
+    return SwinConfig(**kw)
+
+
+def create_model(
+    name: str | SwinConfig = "swin_tiny",
+    checkpoint: str | None = None,
+    features_only: bool = False,
+    **overrides: Any,
+) -> SwinTransformer:
+    """Build a model in eval mode, optionally loading any supported checkpoint format."""
+    cfg = name if isinstance(name, SwinConfig) else variant_config(name, **overrides)
+    if isinstance(name, SwinConfig) and overrides:
+        cfg = replace(cfg, **overrides)
+    if checkpoint is not None:
+        from .checkpoint import load_checkpoint, num_classes_of
+
+        state, fmt = load_checkpoint(checkpoint)
+        n = num_classes_of(state)
+        if n is not None and "num_classes" not in overrides and n != cfg.num_classes:
+            cfg = replace(cfg, num_classes=n)
+        model = SwinTransformer(cfg, features_only=features_only)
+        from .checkpoint import load_into
+
+        load_into(model, state, source=checkpoint, fmt=fmt)
+    else:
+        model = SwinTransformer(cfg, features_only=features_only)
+    return model.eval()

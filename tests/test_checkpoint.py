@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+
+from swin_edge.errors import SwinEdgeError
+from swin_edge.model import (
+    SwinTransformer,
+    convert_state_dict,
+    create_model,
+    detect_format,
+    load_into,
+    variant_config,
+)
+from swin_edge.model.checkpoint import read_state_dict
+
+from .conftest import FIXTURES
+
+CASES = [
+    ("timm", "timm_logits"),
+    ("microsoft", "timm_logits"),
+    ("torchvision", "torchvision_logits"),
+]
+
+
+@pytest.mark.parametrize("fmt,logits", CASES)
+def test_numerically_equal_to_upstream(reference, small_cfg, fmt, logits, tmp_path):
+    path = tmp_path / f"{fmt}.pth"
+    torch.save(reference[f"{fmt}_state"], path)
+    state = read_state_dict(path)
+    assert detect_format(state) == fmt
+    model = SwinTransformer(small_cfg).eval()
+    load_into(model, convert_state_dict(state))
+    with torch.no_grad():
+        out = model(reference["input"])
+    assert out.abs().max() > 0.1  # logits are not trivially small
+    assert (out - reference[logits]).abs().max().item() <= 1e-5
+
+
+def test_features_only_loads_classifier_checkpoint(reference, small_cfg):
+    model = SwinTransformer(small_cfg, features_only=True).eval()
+    load_into(model, convert_state_dict(reference["timm_state"]))
+    full = SwinTransformer(small_cfg).eval()
+    load_into(full, convert_state_dict(reference["timm_state"]))
+    with torch.no_grad():
+        last = model(reference["input"])[-1].permute(0, 2, 3, 1)
+        assert torch.allclose(full.head(full.norm(last)), reference["timm_logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "key,variant",
+    [
+        ("timm/swin_tiny_patch4_window7_224", "swin_tiny"),
+        ("timm/swin_base_patch4_window12_384", "swin_base_patch4_window12_384"),
+        ("torchvision/swin_t", "swin_tiny"),
+        ("torchvision/swin_s", "swin_small"),
+        ("torchvision/swin_b", "swin_base"),
+    ],
+)
+def test_full_size_upstream_keys_map_exactly(key, variant):
+    shapes = json.loads((FIXTURES / "upstream_keys.json").read_text())[key]
+    state = {k: torch.empty(s) for k, s in shapes.items()}
+    mapped = convert_state_dict(state)
+    own = SwinTransformer(variant_config(variant)).state_dict()
+    assert {k: tuple(v.shape) for k, v in mapped.items()} == {
+        k: tuple(v.shape) for k, v in own.items()
+    }
+
+
+def test_mismatch_lists_missing_and_unexpected_keys(reference, small_cfg):
+    state = convert_state_dict(reference["timm_state"])
+    state.pop("norm.weight")
+    state["bogus.weight"] = torch.zeros(1)
+    with pytest.raises(SwinEdgeError) as e:
+        load_into(SwinTransformer(small_cfg), state, source="x.pth")
+    msg = str(e.value)
+    assert "missing keys: norm.weight" in msg and "unexpected keys: bogus.weight" in msg
+    assert "\n" not in msg
+
+
+def test_wrong_variant_reports_shape_mismatch(reference, tmp_path):
+    path = tmp_path / "small.pth"
+    torch.save(reference["timm_state"], path)
+    with pytest.raises(SwinEdgeError, match="does not match the model.*--model"):
+        create_model("swin_tiny", checkpoint=str(path))
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", b""])
+def test_unreadable_checkpoint(tmp_path, content):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(SwinEdgeError, match="bad.pth' could not be read"):
+        read_state_dict(path)
+
+
+def test_non_swin_checkpoint(tmp_path):
+    path = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(SwinEdgeError, match="not a Swin Transformer"):
+        create_model("swin_tiny", checkpoint=str(path))
