@@ -1,0 +1,117 @@
+"""PyTorch -> ONNX export with static spatial shapes, optional dynamic batch, and linting."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from ..errors import SwinEdgeError
+from ..model.swin import SwinTransformer
+from ..utils import atomic_path
+from .lint import LintReport, lint_onnx
+
+CONFIG_KEY = "swin_edge.config"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How to export: opset (>= 17), batch size of the example input, dynamic batch axis."""
+
+    opset: int = 18
+    batch_size: int = 1
+    dynamic_batch: bool = False
+    max_nodes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.opset < 18:
+            raise SwinEdgeError(f"--opset {self.opset}: the exporter needs opset >= 18")
+        if self.batch_size < 1:
+            raise SwinEdgeError(f"--batch {self.batch_size}: batch size must be >= 1")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    lint: LintReport
+    max_abs_diff: float | None = None
+
+
+def _output_names(model: SwinTransformer) -> list[str]:
+    if model.features_only:
+        return [f"stage{i + 1}" for i in range(model.cfg.num_stages)]
+    return ["logits"]
+
+
+def torch_to_onnx(
+    model: SwinTransformer,
+    path: str | Path,
+    cfg: ExportConfig | None = None,
+    verify: bool = True,
+) -> ExportResult:
+    """Export ``model`` to ``path`` atomically; raise if the graph is not static/parsable."""
+    cfg = cfg or ExportConfig()
+    path = Path(path)
+    model = model.eval()
+    size = model.cfg.img_size
+    x = torch.randn(
+        cfg.batch_size, model.cfg.in_chans, size, size, generator=torch.Generator().manual_seed(0)
+    )
+    dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}} if cfg.dynamic_batch else None
+    for name in ("torch.onnx", "torch.export", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            (x,),
+            dynamo=True,
+            opset_version=cfg.opset,
+            input_names=["input"],
+            output_names=_output_names(model),
+            dynamic_shapes=dynamic,
+            optimize=True,
+            external_data=False,
+            verbose=False,
+        )
+    proto = program.model_proto
+    meta = proto.metadata_props.add()
+    meta.key, meta.value = CONFIG_KEY, json.dumps(model.cfg.to_dict())
+    onnx.checker.check_model(proto)
+    report = lint_onnx(proto, allow_dynamic_batch=cfg.dynamic_batch)
+    if cfg.max_nodes is not None and report.num_nodes > cfg.max_nodes:
+        report.errors.append(f"{report.num_nodes} nodes > limit {cfg.max_nodes}")
+    if not report.ok:
+        raise SwinEdgeError(f"export of '{model.cfg.name}' is not static: {report.summary()}")
+    diff = None
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+        if verify:
+            diff = _max_abs_diff(model, tmp, x)
+    return ExportResult(path, report, diff)
+
+
+def _max_abs_diff(model: SwinTransformer, onnx_path: Path, x: torch.Tensor) -> float:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        ref = model(x)
+    refs = ref if isinstance(ref, list) else [ref]
+    return float(max(np.abs(o - r.numpy()).max() for o, r in zip(outs, refs, strict=True)))
+
+
+def read_model_config(onnx_path: str | Path) -> dict | None:
+    """The SwinConfig dict stored in an exported model's metadata, if any."""
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for p in model.metadata_props:
+        if p.key == CONFIG_KEY:
+            return json.loads(p.value)
+    return None

@@ -1,0 +1,107 @@
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from swin_edge.errors import SwinEdgeError
+from swin_edge.export import ExportConfig, lint_onnx, read_model_config, torch_to_onnx
+from swin_edge.model import SwinConfig, SwinTransformer, create_model
+
+TINY = SwinConfig(
+    img_size=64,
+    patch_size=4,
+    embed_dim=16,
+    depths=(2, 2, 2),
+    num_heads=(1, 2, 4),
+    window_size=4,
+    num_classes=10,
+    name="tiny_test",
+)
+
+
+@pytest.fixture(scope="module")
+def swin_t_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "swin_t.onnx"
+    model = create_model("swin_tiny")
+    res = torch_to_onnx(model, path, ExportConfig(dynamic_batch=True, batch_size=2))
+    res.model = model
+    return res
+
+
+@pytest.mark.slow
+def test_swin_t_export_is_static_small_and_exact(swin_t_onnx):
+    res = swin_t_onnx
+    assert res.lint.ok, res.lint.summary()
+    assert res.lint.num_nodes <= 700
+    assert res.max_abs_diff is not None and res.max_abs_diff <= 1e-4
+    for op in ("Shape", "Mod", "NonZero", "ConstantOfShape", "Range", "Pad"):
+        assert op not in res.lint.op_counts
+    assert read_model_config(res.path)["name"] == "swin_tiny_patch4_window7_224"
+
+
+@pytest.mark.slow
+def test_dynamic_batch_runs_other_batch_sizes(swin_t_onnx):
+    sess = ort.InferenceSession(str(swin_t_onnx.path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, 224, 224)
+    with torch.no_grad():
+        ref = swin_t_onnx.model(x).numpy()
+    dims = sess.get_inputs()[0].shape
+    assert isinstance(dims[0], str) and dims[1:] == [3, 224, 224]
+    out = sess.run(None, {"input": x.numpy()})[0]
+    assert out.shape == (3, 1000) and abs(out - ref).max() <= 1e-4
+
+
+def test_static_batch_and_features_only(tmp_path):
+    model = SwinTransformer(TINY, features_only=True).eval()
+    res = torch_to_onnx(model, tmp_path / "f.onnx", ExportConfig(batch_size=2))
+    assert res.lint.ok and res.max_abs_diff <= 1e-4
+    graph = onnx.load(str(res.path)).graph
+    assert [o.name for o in graph.output] == ["stage1", "stage2", "stage3"]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
+
+
+class _DynamicSwinLike(nn.Module):
+    """What naive exports contain: torch.roll and sizes read from x.shape."""
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        x = torch.roll(x, shifts=(-1, -1), dims=(2, 3))
+        return x.reshape(b, c, h * w).sum(-1)
+
+
+def test_linter_flags_dynamic_shape_ops(tmp_path):
+    path = tmp_path / "dyn.onnx"
+    torch.onnx.export(
+        _DynamicSwinLike(),
+        (torch.randn(1, 3, 8, 8),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "b", 2: "h"}},
+    )
+    report = lint_onnx(path)
+    assert not report.ok
+    text = report.summary()
+    assert "Shape" in text and "'x' dim 2 is symbolic" in text
+
+
+def test_linter_flags_unsupported_op_and_old_opset():
+    node = onnx.helper.make_node("NonMaxSuppressionX", ["a"], ["b"], domain="com.example")
+    graph = onnx.helper.make_graph(
+        [node],
+        "g",
+        [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    text = lint_onnx(model).summary()
+    assert "opset 13 < 17" in text and "com.example::NonMaxSuppressionX" in text
+
+
+def test_node_limit_fails_without_writing(tmp_path):
+    out = tmp_path / "m.onnx"
+    with pytest.raises(SwinEdgeError, match="nodes > limit 10"):
+        torch_to_onnx(SwinTransformer(TINY).eval(), out, ExportConfig(max_nodes=10))
+    assert list(tmp_path.iterdir()) == []
