@@ -105,3 +105,20 @@ def test_node_limit_fails_without_writing(tmp_path):
     with pytest.raises(SwinEdgeError, match="nodes > limit 10"):
         torch_to_onnx(SwinTransformer(TINY).eval(), out, ExportConfig(max_nodes=10))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_folds_query_scale_and_gelu_fuses_in_onnxruntime(tmp_path):
+    model = SwinTransformer(TINY).eval()
+    res = torch_to_onnx(model, tmp_path / "m.onnx")
+    graph = onnx.load(str(res.path)).graph
+    attn_muls = [n.name for n in graph.node if n.op_type == "Mul" and ".attn" in n.name]
+    assert attn_muls == []  # 1/sqrt(d) lives in the qkv weights
+    assert not any(n.op_type == "Mul" for n in graph.node if ".attn" in n.name)
+    assert res.max_abs_diff <= 1e-4
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(res.path), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert ops.count("Gelu") == sum(TINY.depths) and "Erf" not in ops
+    assert model.layers[0].blocks[0].attn.scale_folded is False  # the caller's model untouched

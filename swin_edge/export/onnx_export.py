@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -59,6 +60,7 @@ def torch_to_onnx(
     cfg = cfg or ExportConfig()
     path = Path(path)
     model = model.eval()
+    export_model = copy.deepcopy(model).prepare_for_export()
     size = model.cfg.img_size
     x = torch.randn(
         cfg.batch_size, model.cfg.in_chans, size, size, generator=torch.Generator().manual_seed(0)
@@ -69,7 +71,7 @@ def torch_to_onnx(
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model,
+            export_model,
             (x,),
             dynamo=True,
             opset_version=cfg.opset,
@@ -80,7 +82,8 @@ def torch_to_onnx(
             external_data=False,
             verbose=False,
         )
-    proto = program.model_proto
+    proto = fold_constants(program.model_proto)
+    name_nodes_by_module(proto)
     meta = proto.metadata_props.add()
     meta.key, meta.value = CONFIG_KEY, json.dumps(model.cfg.to_dict())
     onnx.checker.check_model(proto)
@@ -95,6 +98,38 @@ def torch_to_onnx(
         if verify:
             diff = _max_abs_diff(model, tmp, x)
     return ExportResult(path, report, diff)
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Fold every constant subgraph, however large: the exporter skips outputs over 256K
+    elements, which leaves stage 1's relative-bias + shift-mask sum (nW*heads*N*N) computed
+    at run time."""
+    import onnxscript.optimizer
+
+    return onnxscript.optimizer.optimize(model, input_size_limit=1 << 24, output_size_limit=1 << 26)
+
+
+def name_nodes_by_module(model: onnx.ModelProto) -> None:
+    """Name nodes ``<module path>/<Op>_<k>`` (e.g. ``layers.0.blocks.1.mlp.fc2/Gemm_0``) from the
+    exporter's scope metadata, and drop stack traces (they embed local paths)."""
+    seen: dict[str, int] = {}
+    for node in model.graph.node:
+        scope = ""
+        keep = []
+        for p in node.metadata_props:
+            if p.key == "pkg.torch.onnx.name_scopes":
+                scopes = [s for s in json.loads(p.value.replace("'", '"')) if s]
+                scope = scopes[-2] if len(scopes) > 1 else ""
+            if p.key in ("namespace", "pkg.torch.onnx.name_scopes"):
+                keep.append((p.key, p.value))
+        del node.metadata_props[:]
+        for key, value in keep:
+            entry = node.metadata_props.add()
+            entry.key, entry.value = key, value
+        base = f"{scope or 'graph'}/{node.op_type}"
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        node.name = f"{base}_{k}"
 
 
 def _max_abs_diff(model: SwinTransformer, onnx_path: Path, x: torch.Tensor) -> float:

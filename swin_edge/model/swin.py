@@ -1,13 +1,19 @@
 """Swin Transformer (v1) with static, export-friendly shifted-window attention.
 
-Layout follows timm's ``swin_transformer.py`` (NHWC tokens, patch merging at the start of each
+Layout and weights follow timm's ``swin_transformer.py`` (patch merging at the start of each
 stage after the first). Everything shape-dependent is computed once from the config: the
 relative position index and shifted-window mask are non-persistent buffers, reshapes use Python
 ints (the batch is the only ``-1``), and the cyclic shift is two static slices and a concat.
 The exported ONNX graph therefore has no Shape/Mod/Pad/NonZero/ConstantOfShape ops.
+
+Inside the network the token stream is kept 2-D, ``(B * H * W, C)``, so that every linear layer
+exports as one ``Gemm`` (bias included), which ONNX Runtime and TensorRT fuse with Q/DQ into an
+int8 GEMM with int32 bias.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -27,13 +33,13 @@ def get_relative_position_index(win_h: int, win_w: int) -> Tensor:
 
 
 def window_partition(x: Tensor, ws: int, h: int, w: int, c: int) -> Tensor:
-    """(B, H, W, C) -> (B * nW, ws * ws, C)."""
+    """(B, H, W, C) or (B * H * W, C) -> (B * nW * ws * ws, C), window-major."""
     x = x.reshape(-1, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, ws * ws, c)
+    return x.reshape(-1, c)
 
 
 def window_reverse(windows: Tensor, ws: int, h: int, w: int, c: int) -> Tensor:
-    """(B * nW, ws * ws, C) -> (B, H, W, C)."""
+    """(B * nW * ws * ws, C) -> (B, H, W, C)."""
     x = windows.reshape(-1, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, h, w, c)
 
@@ -55,9 +61,20 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> Tensor:
         for wsl in spans:
             img_mask[:, hs[0] : hs[1], wsl[0] : wsl[1], :] = cnt
             cnt += 1
-    mw = window_partition(img_mask, ws, h, w, 1).squeeze(-1)
+    mw = window_partition(img_mask, ws, h, w, 1).reshape(-1, ws * ws)
     mask = mw.unsqueeze(1) - mw.unsqueeze(2)
     return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+
+
+class ErfGELU(nn.Module):
+    """Exact (erf) GELU written as ``(x * 0.5) * (1 + erf(x / sqrt(2)))``.
+
+    Same function as ``nn.GELU()``; this association is the one ONNX Runtime's GeluFusion
+    recognises (the exporter's own decomposition is not), so export swaps it in.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x * 0.5) * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
 class Mlp(nn.Module):
@@ -72,7 +89,11 @@ class Mlp(nn.Module):
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with a learned relative position bias."""
+    """Multi-head self-attention inside windows with a learned relative position bias.
+
+    Input and output are 2-D, ``(B * nW * N, C)``. :meth:`fold_scale` moves the 1/sqrt(d)
+    query scale into the qkv weights (done on a copy at export: one Mul fewer per block).
+    """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -90,6 +111,7 @@ class WindowAttention(nn.Module):
             get_relative_position_index(window_size, window_size).view(-1),
             persistent=False,
         )
+        self.scale_folded = False
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
@@ -99,18 +121,30 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index]
         return bias.view(n, n, -1).permute(2, 0, 1).contiguous()  # (heads, N, N)
 
+    @torch.no_grad()
+    def fold_scale(self) -> None:
+        if not self.scale_folded:
+            self.qkv.weight[: self.dim] *= self.scale
+            if self.qkv.bias is not None:
+                self.qkv.bias[: self.dim] *= self.scale
+            self.scale_folded = True
+
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         n, heads, hd = self.num_tokens, self.num_heads, self.head_dim
         qkv = self.qkv(x).reshape(-1, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        attn = attn + self.relative_position_bias().unsqueeze(0)
-        if mask is not None:
+        if not self.scale_folded:
+            q = q * self.scale
+        attn = q @ k.transpose(-2, -1)
+        bias = self.relative_position_bias()  # constant-folded at export
+        if mask is None:
+            attn = attn + bias.unsqueeze(0)
+        else:  # one Add of the (nW, heads, N, N) bias+mask constant
             nw = mask.shape[0]
-            attn = attn.view(-1, nw, heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, heads, n, n)
+            bias = bias.unsqueeze(0) + mask.unsqueeze(1)
+            attn = (attn.view(-1, nw, heads, n, n) + bias.unsqueeze(0)).view(-1, heads, n, n)
         attn = attn.softmax(dim=-1)
-        x = (attn @ v).transpose(1, 2).reshape(-1, n, self.dim)
+        x = (attn @ v).transpose(1, 2).reshape(-1, self.dim)
         return self.proj(x)
 
 
@@ -142,13 +176,14 @@ class SwinTransformerBlock(nn.Module):
     def _attn(self, x: Tensor) -> Tensor:
         r, c, ws, s = self.resolution, self.dim, self.window_size, self.shift_size
         if s:
+            x = x.reshape(-1, r, r, c)
             x = static_roll(static_roll(x, -s, 1, r), -s, 2, r)
         x = window_reverse(self.attn(window_partition(x, ws, r, r, c), self.attn_mask), ws, r, r, c)
         if s:
             x = static_roll(static_roll(x, s, 1, r), s, 2, r)
-        return x
+        return x.reshape(-1, c)
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C)
+    def forward(self, x: Tensor) -> Tensor:  # (B * H * W, C)
         x = x + self._attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
@@ -165,7 +200,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         r, c = self.resolution // 2, self.dim
-        x = x.reshape(-1, r, 2, r, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(-1, r, r, 4 * c)
+        x = x.reshape(-1, r, 2, r, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(-1, 4 * c)
         return self.reduction(self.norm(x))
 
 
@@ -175,8 +210,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = nn.LayerNorm(embed_dim)
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, H', W', D)
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B * H' * W', D)
+        x = self.proj(x)
+        return self.norm(x.permute(0, 2, 3, 1).reshape(-1, self.proj.out_channels))
 
 
 class SwinStage(nn.Module):
@@ -204,14 +240,15 @@ class SwinStage(nn.Module):
 
 
 class ClassifierHead(nn.Module):
-    """Global average pool over the NHWC token grid, then a linear classifier (timm's layout)."""
+    """Global average pool over the tokens, then a linear classifier (timm's layout)."""
 
-    def __init__(self, dim: int, num_classes: int) -> None:
+    def __init__(self, dim: int, num_classes: int, num_tokens: int) -> None:
         super().__init__()
+        self.num_tokens = num_tokens
         self.fc = nn.Linear(dim, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(x.mean(dim=(1, 2)))
+    def forward(self, x: Tensor) -> Tensor:  # (B * L, C)
+        return self.fc(x.reshape(-1, self.num_tokens, self.fc.in_features).mean(dim=1))
 
 
 class SwinTransformer(nn.Module):
@@ -227,7 +264,8 @@ class SwinTransformer(nn.Module):
         self.feature_channels = cfg.stage_dims()
         if not features_only:
             self.norm = nn.LayerNorm(self.num_features)
-            self.head = ClassifierHead(self.num_features, cfg.num_classes)
+            last = cfg.stage_resolutions()[-1]
+            self.head = ClassifierHead(self.num_features, cfg.num_classes, last * last)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -238,16 +276,28 @@ class SwinTransformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
+        """Final normed tokens, (B * L, C)."""
         return self.norm(self.layers(self.patch_embed(x)))
 
     def forward_intermediates(self, x: Tensor) -> list[Tensor]:
         """The output of every stage, NCHW, as a detection/segmentation backbone expects."""
         x = self.patch_embed(x)
         feats = []
-        for stage in self.layers:
+        for stage, res, dim in zip(
+            self.layers, self.cfg.stage_resolutions(), self.feature_channels, strict=True
+        ):
             x = stage(x)
-            feats.append(x.permute(0, 3, 1, 2))
+            feats.append(x.reshape(-1, res, res, dim).permute(0, 3, 1, 2))
         return feats
+
+    def prepare_for_export(self) -> SwinTransformer:
+        """In place: fold query scales into qkv weights and use the fusable GELU form."""
+        for m in self.modules():
+            if isinstance(m, WindowAttention):
+                m.fold_scale()
+            if isinstance(m, Mlp):
+                m.act = ErfGELU()
+        return self
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         if self.features_only:
