@@ -1,0 +1,197 @@
+"""Calibration/evaluation images: flat folder or ImageFolder tree, the model's own preprocessing.
+
+Images are sampled deterministically (sorted paths, seeded choice), preprocessed exactly as the
+model expects (resize shorter side, bicubic, center crop, mean/std) and cached as ``.npz`` keyed
+by the preprocessing config and the images' contents, so a change to either invalidates it.
+Unreadable or unsupported files are reported by name and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SwinEdgeError
+from .model.config import PreprocessConfig
+from .utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png"})
+DEFAULT_NUM_IMAGES = 300
+_CACHE_VERSION = 1
+_RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0, "lanczos": 1}
+
+
+def default_calibration_dir() -> Path:
+    """The bundled public-domain photos (``calibration/`` in the source tree)."""
+    for cand in (
+        Path(__file__).resolve().parent.parent / "calibration",
+        Path(__file__).resolve().parent / "data" / "calibration",
+    ):
+        if cand.is_dir():
+            return cand
+    raise SwinEdgeError("bundled calibration photos not found; pass --calib-dir DIR")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SWIN_EDGE_CACHE", Path.home() / ".cache" / "swin_edge"))
+
+
+@dataclass
+class ImageSet:
+    """Preprocessed images (N, 3, H, W) float32, labels (N,) int64 or None, and provenance."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    paths: list[str]
+    class_names: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    digest: str = ""
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, batch_size: int):
+        for i in range(0, len(self.images), batch_size):
+            yield self.images[i : i + batch_size]
+
+
+def find_images(root: str | Path) -> tuple[list[tuple[Path, int | None]], list[str], list]:
+    """List (path, label) pairs. Subfolders with images make an ImageFolder (label = sorted
+    class index); otherwise the folder is flat and unlabeled. Returns also class names and
+    the skipped (path, reason) pairs for files with unsupported extensions."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SwinEdgeError(f"image folder '{root}' does not exist; pass a folder of JPEG/PNG")
+    skipped: list[tuple[str, str]] = []
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = [c for c in classes if any(p.is_file() for p in (root / c).rglob("*"))]
+    items: list[tuple[Path, int | None]] = []
+
+    def scan(folder: Path, label: int | None, recursive: bool) -> None:
+        files = folder.rglob("*") if recursive else folder.iterdir()
+        for p in sorted(files):
+            if not p.is_file() or p.name.startswith(".") or p.name.lower() == "readme.md":
+                continue
+            if p.suffix.lower() in IMAGE_EXTS:
+                items.append((p, label))
+            else:
+                skipped.append((str(p), "unsupported file type (use JPEG or PNG)"))
+
+    if classes:
+        for i, c in enumerate(classes):
+            scan(root / c, i, recursive=True)
+        for p in sorted(root.iterdir()):
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
+                skipped.append((str(p), "outside the class folders of an ImageFolder tree"))
+    else:
+        scan(root, None, recursive=False)
+    return items, classes, skipped
+
+
+def preprocess_image(img, pp: PreprocessConfig) -> np.ndarray:
+    """PIL image -> (3, H, W) float32: resize shorter side, center crop, normalize."""
+    from PIL import Image
+
+    img = img.convert("RGB")
+    w, h = img.size
+    short = pp.resize_size
+    if w <= h:
+        size = (short, max(short, round(h * short / w)))
+    else:
+        size = (max(short, round(w * short / h)), short)
+    img = img.resize(size, resample=Image.Resampling(_RESAMPLE[pp.interpolation]))
+    left = (size[0] - pp.img_size) // 2
+    top = (size[1] - pp.img_size) // 2
+    img = img.crop((left, top, left + pp.img_size, top + pp.img_size))
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(pp.mean, np.float32)) / np.asarray(pp.std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _read(path: Path, pp: PreprocessConfig) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        return preprocess_image(img, pp)
+
+
+def _digest(items: list[tuple[Path, int | None]], pp: PreprocessConfig, n: int, seed: int) -> str:
+    h = hashlib.sha256(json.dumps([_CACHE_VERSION, pp.to_dict(), n, seed]).encode())
+    for p, label in items:
+        h.update(f"{p.name}|{label}|".encode())
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def load_images(
+    root: str | Path | None,
+    pp: PreprocessConfig,
+    num_images: int = DEFAULT_NUM_IMAGES,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+) -> ImageSet:
+    """Sample up to ``num_images`` images deterministically and preprocess them (cached)."""
+    root = Path(root) if root is not None else default_calibration_dir()
+    if num_images < 1:
+        raise SwinEdgeError(f"--num-images {num_images}: need at least 1 image")
+    items, classes, skipped = find_images(root)
+    if len(items) > num_images:
+        items = sorted(random.Random(seed).sample(items, num_images), key=lambda t: str(t[0]))
+    digest = _digest(items, pp, num_images, seed)
+    cache = Path(cache_dir or default_cache_dir()) / f"images-{digest[:24]}.npz"
+    if use_cache and cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                labels = z["labels"] if z["has_labels"] else None
+                return ImageSet(
+                    z["images"],
+                    labels,
+                    list(z["paths"]),
+                    classes,
+                    [tuple(s) for s in z["skipped"].reshape(-1, 2)],
+                    digest,
+                )
+        except Exception:  # a corrupt cache is rebuilt
+            log.warning("ignoring unreadable cache %s", cache)
+    images, labels, paths = [], [], []
+    for path, label in items:
+        try:
+            images.append(_read(path, pp))
+        except Exception as e:
+            skipped.append((str(path), f"unreadable image ({type(e).__name__})"))
+            continue
+        labels.append(-1 if label is None else label)
+        paths.append(str(path))
+    for path, reason in skipped:
+        log.warning("skipped %s: %s", path, reason)
+    if not images:
+        raise SwinEdgeError(
+            f"no usable images in '{root}' ({len(skipped)} skipped); put JPEG/PNG files there "
+            "(flat, or one subfolder per class)"
+        )
+    arr = np.stack(images)
+    lab = np.asarray(labels, np.int64) if classes else None
+    result = ImageSet(arr, lab, paths, classes, skipped, digest)
+    if use_cache:
+        with atomic_path(cache) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f,
+                    images=arr,
+                    labels=lab if lab is not None else np.zeros(0, np.int64),
+                    has_labels=lab is not None,
+                    paths=np.asarray(paths),
+                    skipped=np.asarray(skipped, dtype=str).reshape(-1, 2),
+                )
+    return result
