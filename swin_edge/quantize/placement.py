@@ -1,0 +1,93 @@
+"""Where Q/DQ goes: a graph analysis that yields the node lists handed to the quantizers."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import onnx
+
+GEMM_OPS = frozenset({"Gemm", "MatMul", "Conv"})
+MOVE_OPS = frozenset(
+    {"Reshape", "Transpose", "Slice", "Concat", "Split", "Squeeze", "Unsqueeze", "Flatten"}
+)
+FLOAT_OPS = frozenset({"LayerNormalization", "Softmax", "Gelu", "Erf", "ReduceMean"})
+
+
+@dataclass
+class Placement:
+    """Nodes to quantize (compute + data movement) and those kept in float."""
+
+    quantize: list[str] = field(default_factory=list)
+    keep_float: list[str] = field(default_factory=list)
+    gemms: list[str] = field(default_factory=list)
+    residual_adds: list[str] = field(default_factory=list)
+
+
+def matches(name: str, patterns: Iterable[str]) -> bool:
+    """A pattern matches a node name as a glob, or as a substring when it has no wildcard."""
+    for pat in patterns:
+        if any(c in pat for c in "*?[") and fnmatch.fnmatchcase(name, pat):
+            return True
+        if pat in name:
+            return True
+    return False
+
+
+def _constant_names(graph: onnx.GraphProto) -> set[str]:
+    names = {i.name for i in graph.initializer}
+    return names | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+
+
+def plan_placement(
+    model: onnx.ModelProto, target: str, keep_float: Sequence[str] = ()
+) -> Placement:
+    graph = model.graph
+    consts = _constant_names(graph)
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    out = Placement()
+    kept = {n.name for n in graph.node if n.op_type in GEMM_OPS and matches(n.name, keep_float)}
+    out.keep_float = sorted(kept)
+    gemms = {n.name for n in graph.node if n.op_type in GEMM_OPS and n.name not in kept}
+    out.gemms = [n.name for n in graph.node if n.name in gemms]
+
+    memo: dict[str, bool] = {}
+
+    def feeds_only_gemms(node: onnx.NodeProto) -> bool:
+        """True if every path from this movement node ends, through movement ops, in a GEMM."""
+        if node.name in memo:
+            return memo[node.name]
+        memo[node.name] = False  # cycle guard
+        users = [u for o in node.output for u in consumers.get(o, [])]
+        ok = bool(users) and all(
+            u.name in gemms or (u.op_type in MOVE_OPS and feeds_only_gemms(u)) for u in users
+        )
+        memo[node.name] = ok
+        return ok
+
+    def reaches_softmax(node: onnx.NodeProto) -> bool:
+        users = [u for o in node.output for u in consumers.get(o, [])]
+        return any(
+            u.op_type == "Softmax" or (u.op_type in MOVE_OPS and reaches_softmax(u)) for u in users
+        )
+
+    selected = set(gemms)
+    if target == "cpu":
+        selected |= {n.name for n in graph.node if n.op_type in MOVE_OPS and feeds_only_gemms(n)}
+    else:  # tensorrt: residual sums, never the attention bias/mask add before Softmax
+        for n in graph.node:
+            if (
+                n.op_type == "Add"
+                and not any(i in consts for i in n.input)
+                and not reaches_softmax(n)
+                and not matches(n.name, keep_float)
+            ):
+                out.residual_adds.append(n.name)
+        selected |= set(out.residual_adds)
+    out.quantize = [n.name for n in graph.node if n.name in selected]
+    return out
