@@ -87,6 +87,112 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _preprocess_of(onnx_path: str):
+    """The preprocessing stored in an exported model's metadata."""
+    from .export import read_model_config
+    from .model import SwinConfig
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise SwinEdgeError(f"'{path}' does not exist; run `python -m swin_edge export` first")
+    try:
+        cfg = read_model_config(path)
+    except Exception as e:
+        raise SwinEdgeError(f"'{path}' is not a readable ONNX model ({type(e).__name__})") from None
+    if cfg is None:
+        raise SwinEdgeError(
+            f"'{path}' carries no swin_edge config (preprocessing); export it with "
+            "`python -m swin_edge export`"
+        )
+    return SwinConfig.from_dict(cfg).preprocess
+
+
+def _add_image_args(p: argparse.ArgumentParser, what: str, default_n: int) -> None:
+    p.add_argument(
+        f"--{what}-dir",
+        help="flat folder or ImageFolder tree of JPEG/PNG "
+        "(default: the bundled public-domain photos)",
+    )
+    p.add_argument(
+        "--num-images",
+        type=int,
+        default=default_n,
+        help=f"images sampled deterministically (default {default_n})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .calibration import load_images
+    from .quantize import QuantRecipe, quantize_onnx
+
+    recipe = QuantRecipe(
+        target=args.target,
+        engine=args.engine,
+        calibration=args.calibration,
+        percentile=args.percentile,
+        keep_float=tuple(args.keep_float),
+    )
+    pp = _preprocess_of(args.onnx)
+    images = load_images(args.calib_dir, pp, args.num_images, args.seed)
+    out = args.out or str(Path(args.onnx).with_suffix("")) + f".int8-{args.target}.onnx"
+    res = quantize_onnx(args.onnx, out, images.images, recipe)
+    print(
+        f"wrote {res.path}: {args.engine} engine, {args.target} recipe, "
+        f"{res.num_calibration} calibration images, {len(res.quantized_nodes)} nodes "
+        f"quantized, {len(res.kept_float)} kept float, {res.qdq_counts}"
+    )
+    if args.layers:
+        from .layerwise import per_layer_sqnr
+
+        worst = per_layer_sqnr(args.onnx, out, images.images[: min(8, len(images))])
+        print("worst layers by SQNR (dB):")
+        for name, db in worst[: args.layers]:
+            print(f"  {db:6.1f}  {name}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+
+    from .backends.onnxrt import OnnxrtRunner, OrtConfig
+    from .calibration import load_images
+    from .evaluate import Candidate, evaluate
+
+    pp = _preprocess_of(args.models[0])
+    data = load_images(args.eval_dir, pp, args.num_images, args.seed)
+    cands = [
+        Candidate(Path(m).stem, "onnxruntime", "fp32" if i == 0 else "int8", Path(m))
+        for i, m in enumerate(args.models)
+    ]
+    cfg = OrtConfig(threads=args.threads)
+    results = evaluate(
+        cands,
+        data.images,
+        data.labels,
+        lambda c: OnnxrtRunner(c.path, cfg),
+        args.iterations,
+        args.warmup,
+    )
+    base = results[0].latency.p50_ms
+    for r in results:
+        acc = f"top-1 {r.accuracy.top1:.4f} top-5 {r.accuracy.top5:.4f}" if r.accuracy else ""
+        fid = (
+            f"agreement {r.fidelity.top1_agreement:.3f} cosine {r.fidelity.cosine:.5f} "
+            f"SQNR {r.fidelity.sqnr_db:.1f} dB"
+            if r.fidelity
+            else "reference"
+        )
+        print(
+            f"{r.name:32s} p50 {r.latency.p50_ms:7.2f} ms ({base / r.latency.p50_ms:.2f}x) "
+            f"{acc} {fid}"
+        )
+    if args.json:
+        from .utils import write_json_atomic
+
+        write_json_atomic(args.json, [r.to_dict() for r in results])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m swin_edge",
@@ -127,6 +233,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("onnx", help="model to check")
     p.add_argument("--static-batch", action="store_true", help="also require a fixed batch")
     p.set_defaults(func=cmd_lint)
+
+    p = sub.add_parser(
+        "quantize",
+        help="FP32 ONNX -> INT8 Q/DQ ONNX",
+        description="Post-training INT8 quantization with calibration images, "
+        "preprocessed as the model expects. Recipes: cpu (uint8 activations, "
+        "fastest in ONNX Runtime on x86) and tensorrt (symmetric int8, zero "
+        "point 0). LayerNorm, Softmax, GELU and bias/residual sums stay float.",
+    )
+    p.add_argument("onnx", help="FP32 model from `export`")
+    p.add_argument("--out", help="output path (default: <model>.int8-<target>.onnx)")
+    p.add_argument("--target", default="cpu", choices=["cpu", "tensorrt"])
+    p.add_argument(
+        "--engine",
+        default="ort",
+        choices=["ort", "nncf"],
+        help="ONNX Runtime quantize_static or NNCF",
+    )
+    p.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"])
+    p.add_argument("--percentile", type=float, default=99.999, help="for --calibration percentile")
+    p.add_argument(
+        "--keep-float",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="keep matching layers in float, e.g. fc2 or downsample (repeatable)",
+    )
+    p.add_argument(
+        "--layers", type=int, default=0, metavar="N", help="print the N layers with the lowest SQNR"
+    )
+    _add_image_args(p, "calib", 300)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser(
+        "compare",
+        help="accuracy/fidelity and latency vs FP32",
+        description="Top-1/top-5 when the image folder has class subfolders; "
+        "otherwise top-1 agreement, top-5 overlap, cosine and SQNR against the "
+        "first (FP32) model. Latency: warm-up, then p50/p90/p99.",
+    )
+    p.add_argument("models", nargs="+", help="ONNX models; the first is the FP32 reference")
+    _add_image_args(p, "eval", 300)
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--json", help="also write the results as JSON")
+    p.set_defaults(func=cmd_compare)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

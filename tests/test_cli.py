@@ -100,3 +100,69 @@ def test_lint_cli_fails_on_dynamic_model(tmp_path, capsys):
     )
     assert main(["lint", str(path)]) == 1
     assert "dynamic-shape ops: Shape" in capsys.readouterr().out
+
+
+def test_quantize_and_compare_commands(tmp_path, capsys):
+    fp32 = tmp_path / "m.onnx"
+    assert (
+        main(
+            [
+                "export",
+                "--img-size",
+                "64",
+                "--window-size",
+                "2",
+                "--num-classes",
+                "5",
+                "--out",
+                str(fp32),
+            ]
+        )
+        == 0
+    )
+    int8 = tmp_path / "m.int8.onnx"
+    assert (
+        main(["quantize", str(fp32), "--out", str(int8), "--num-images", "6", "--layers", "2"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "6 calibration images" in out and "worst layers by SQNR" in out
+    report = tmp_path / "cmp.json"
+    assert (
+        main(
+            [
+                "compare",
+                str(fp32),
+                str(int8),
+                "--num-images",
+                "4",
+                "--iterations",
+                "3",
+                "--warmup",
+                "1",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    import json
+
+    rows = json.loads(report.read_text())
+    assert [r["precision"] for r in rows] == ["fp32", "int8"]
+    assert rows[1]["fidelity"]["cosine"] > 0.9 and rows[0]["latency"]["p50_ms"] > 0
+
+
+def test_quantize_bad_inputs(tmp_path, capsys):
+    assert main(["quantize", str(tmp_path / "none.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(torch.nn.Linear(2, 2), (torch.zeros(1, 2),), str(plain), dynamo=False)
+    assert main(["quantize", str(plain)]) == 2
+    assert "carries no swin_edge config" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fp32 = tmp_path / "m.onnx"
+    main(["export", "--img-size", "64", "--window-size", "2", "--out", str(fp32)])
+    assert main(["quantize", str(fp32), "--calib-dir", str(empty)]) == 2
+    assert "no usable images in" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*int8*"))

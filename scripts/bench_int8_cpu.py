@@ -1,0 +1,145 @@
+"""Benchmark (not a test): Swin-T 224 in ONNX Runtime on this CPU, FP32 vs INT8 variants.
+
+    python scripts/bench_int8_cpu.py [--rounds 5] [--iterations 20] [--threads 0] [--out F.json]
+
+All models are timed in interleaved rounds in one run; speedups are medians of per-round
+ratios. Variants:
+  fp32            our static export, ORT_ENABLE_ALL
+  int8-cpu        our recipe (ORT engine, uint8 activations placed where they are produced)
+  int8-nncf-cpu   NNCF (TRANSFORMER) + our exact Q/DQ rewrites
+  int8-nncf-raw   NNCF (TRANSFORMER) output as-is
+  int8-ort-plain  ONNX Runtime quantize_static defaults on the same export (QDQ, U8S8,
+                  per-channel, MatMul/Gemm/Conv): the off-the-shelf baseline
+Weights are random (no checkpoint is downloaded); biases are made non-zero like a trained
+model's, since zero biases are removed by the exporter and would flatter both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from swin_edge.bench import environment, interleaved_latency
+from swin_edge.calibration import load_images
+from swin_edge.export import ExportConfig, torch_to_onnx
+from swin_edge.model import create_model
+from swin_edge.quantize import QuantRecipe, quantize_onnx
+from swin_edge.quantize.nncf_engine import onnx_to_int8_nncf
+
+
+def plain_ort(fp32: Path, out: Path, images: np.ndarray) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter({"input": images[i : i + 1]} for i in range(len(images)))
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(
+        str(fp32),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm", "Conv"],
+    )
+
+
+def nncf_raw(fp32: Path, out: Path, images: np.ndarray) -> None:
+    import nncf
+
+    model = onnx.load(str(fp32))
+    data = nncf.Dataset([{"input": images[i : i + 1]} for i in range(len(images))])
+    q = nncf.quantize(
+        model,
+        data,
+        preset=nncf.QuantizationPreset.MIXED,
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(images),
+    )
+    onnx.save(q, str(out))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="swin_tiny")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--iterations", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="only fp32 and int8-cpu")
+    ap.add_argument("--out", help="write the figures as JSON")
+    args = ap.parse_args()
+
+    model = create_model(args.model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.02)
+    images = load_images(None, model.cfg.preprocess).images
+    work = Path(tempfile.mkdtemp(prefix="swin_edge_bench_"))
+    fp32 = torch_to_onnx(model, work / "fp32.onnx", ExportConfig(batch_size=args.batch)).path
+    models = {"fp32": fp32}
+    quantize_onnx(fp32, work / "int8-cpu.onnx", images, QuantRecipe(target="cpu"))
+    models["int8-cpu"] = work / "int8-cpu.onnx"
+    if not args.quick:
+        onnx_to_int8_nncf(fp32, work / "nncf.onnx", images, QuantRecipe(engine="nncf"))
+        models["int8-nncf-cpu"] = work / "nncf.onnx"
+        nncf_raw(fp32, work / "nncf-raw.onnx", images)
+        models["int8-nncf-raw"] = work / "nncf-raw.onnx"
+        plain_ort(fp32, work / "plain.onnx", images)
+        models["int8-ort-plain"] = work / "plain.onnx"
+
+    res = interleaved_latency(
+        {k: str(v) for k, v in models.items()},
+        rounds=args.rounds,
+        iterations=args.iterations,
+        threads=args.threads,
+    )
+    env = environment()
+    print(
+        f"{args.model} batch {res.batch_size}, ONNX Runtime {env['onnxruntime']}, "
+        f"{env['cpu']} ({env['cores']} cores), threads={args.threads or 'all'}, "
+        f"{args.rounds} interleaved rounds x {args.iterations} runs"
+    )
+    print(f"{'model':16s} {'p50 ms':>8s} {'speedup vs fp32':>16s} {'round range':>14s}")
+    rows = {}
+    for name in res.names:
+        speed = 1.0 / res.ratio(name, "fp32")
+        lo, hi = res.ratio_spread(name, "fp32")
+        rows[name] = {"p50_ms": res.p50(name), "speedup": speed}
+        print(f"{name:16s} {res.p50(name):8.2f} {speed:15.2f}x {1 / hi:6.2f}-{1 / lo:.2f}x")
+    if args.out:
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "environment": env,
+                    "batch": res.batch_size,
+                    "rounds": res.rounds,
+                    "summary": rows,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Inference backends, one module each: ``onnxrt`` (CPU) and ``tensorrt`` (NVIDIA GPU/Jetson)."""

@@ -1,0 +1,102 @@
+"""ONNX Runtime runner (FP32 and Q/DQ INT8 models) on the CPU execution provider."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SwinEdgeError
+from ..utils import lazy_import
+from .timing import LatencyStats
+
+
+@dataclass(frozen=True)
+class OrtConfig:
+    """Session settings; ``threads=0`` lets ONNX Runtime use every physical core."""
+
+    threads: int = 0
+    optimization: str = "all"  # all | extended | basic | disable
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+class OnnxrtRunner:
+    """``with OnnxrtRunner("m.onnx") as r: logits = r.infer(batch)``."""
+
+    def __init__(self, model_path: str | Path, config: OrtConfig | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.config = config or OrtConfig()
+        self.session = None
+
+    def __enter__(self) -> OnnxrtRunner:
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.session = None
+
+    def activate(self) -> None:
+        ort = lazy_import("onnxruntime", "pip install onnxruntime")
+        if not self.model_path.is_file():
+            raise SwinEdgeError(f"'{self.model_path}' does not exist; export or quantize first")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.config.threads
+        so.log_severity_level = 3
+        levels = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }
+        so.graph_optimization_level = levels[self.config.optimization]
+        try:
+            self.session = ort.InferenceSession(
+                str(self.model_path), so, providers=list(self.config.providers)
+            )
+        except Exception as e:
+            raise SwinEdgeError(
+                f"ONNX Runtime cannot load '{self.model_path}' ({str(e).splitlines()[0][:160]})"
+            ) from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.input_shape = tuple(d if isinstance(d, int) else 1 for d in inp.shape)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a (B, 3, H, W) batch; a static-batch model is fed in its own chunks."""
+        if self.session is None:
+            self.activate()
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        b = self.static_batch
+        if b is None or len(batch) == b:
+            return self.session.run(None, {self.input_name: batch})[0]
+        outs = []
+        for i in range(0, len(batch), b):
+            chunk = batch[i : i + b]
+            n = len(chunk)
+            if n < b:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
+            outs.append(self.session.run(None, {self.input_name: chunk})[0][:n])
+        return np.concatenate(outs)
+
+    def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        step = self.static_batch or batch_size
+        return np.concatenate(
+            [self.infer(images[i : i + step]) for i in range(0, len(images), step)]
+        )
+
+    def time_once(self, batch: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        self.session.run(None, {self.input_name: batch})
+        return (time.perf_counter() - t0) * 1000.0
+
+    def benchmark(self, iterations: int = 50, warmup: int = 10, seed: int = 0) -> LatencyStats:
+        if self.session is None:
+            self.activate()
+        x = np.random.default_rng(seed).standard_normal(self.input_shape, dtype=np.float32)
+        for _ in range(warmup):
+            self.time_once(x)
+        samples = [self.time_once(x) for _ in range(iterations)]
+        return LatencyStats.from_samples(samples, self.input_shape[0], warmup)

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+
+from swin_edge.backends.onnxrt import OnnxrtRunner, OrtConfig
+from swin_edge.errors import SwinEdgeError
+from swin_edge.export import ExportConfig, torch_to_onnx
+from swin_edge.model import SwinConfig, SwinTransformer
+
+CFG = SwinConfig(
+    img_size=32,
+    patch_size=2,
+    embed_dim=8,
+    depths=(2, 2),
+    num_heads=(1, 2),
+    window_size=4,
+    num_classes=4,
+    name="runner_test",
+)
+
+
+@pytest.fixture(scope="module")
+def model_and_paths(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ort")
+    model = SwinTransformer(CFG).eval()
+    static = torch_to_onnx(model, d / "static.onnx", ExportConfig(batch_size=3)).path
+    dynamic = torch_to_onnx(model, d / "dyn.onnx", ExportConfig(dynamic_batch=True)).path
+    return model, static, dynamic
+
+
+@pytest.mark.parametrize("which", ["static", "dynamic"])
+def test_infer_all_matches_torch_for_any_count(model_and_paths, which):
+    model, static, dynamic = model_and_paths
+    x = np.random.default_rng(0).standard_normal((7, 3, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    with OnnxrtRunner(static if which == "static" else dynamic, OrtConfig(threads=1)) as r:
+        out = r.infer_all(x, batch_size=2)
+    assert out.shape == (7, 4) and np.abs(out - ref).max() < 1e-4
+
+
+def test_benchmark_reports_ordered_percentiles(model_and_paths):
+    _, static, _ = model_and_paths
+    with OnnxrtRunner(static) as r:
+        stats = r.benchmark(iterations=15, warmup=2)
+    assert stats.batch_size == 3 and stats.iterations == 15 and stats.warmup == 2
+    assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
+    assert stats.throughput == pytest.approx(3000 / stats.p50_ms)
+
+
+def test_missing_and_corrupt_models(tmp_path):
+    with pytest.raises(SwinEdgeError, match="does not exist"):
+        OnnxrtRunner(tmp_path / "nope.onnx").activate()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(SwinEdgeError, match="ONNX Runtime cannot load '.*bad.onnx'"):
+        OnnxrtRunner(bad).activate()

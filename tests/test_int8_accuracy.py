@@ -1,0 +1,52 @@
+"""INT8 accuracy on real data: a small Swin trained on scikit-learn digits (held-out split)."""
+
+import numpy as np
+import pytest
+import torch
+
+from swin_edge.backends.onnxrt import OnnxrtRunner
+from swin_edge.digits import DIGITS_CONFIG, load_digits_split
+from swin_edge.export import ExportConfig, torch_to_onnx
+from swin_edge.metrics import accuracy, fidelity
+from swin_edge.model import SwinTransformer, load_into
+from swin_edge.model.checkpoint import load_checkpoint
+from swin_edge.quantize import QuantRecipe, quantize_onnx
+
+from .conftest import FIXTURES
+
+NUM_CALIB = 300
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    xtr, ytr, xte, yte = load_digits_split()
+    state, fmt = load_checkpoint(FIXTURES / "digits_swin.pth")
+    model = SwinTransformer(DIGITS_CONFIG).eval()
+    load_into(model, state, fmt=fmt)
+    path = tmp_path_factory.mktemp("digits") / "fp32.onnx"
+    torch_to_onnx(model, path, ExportConfig(dynamic_batch=True))
+    with OnnxrtRunner(path) as r:
+        fp32_logits = r.infer_all(xte, batch_size=64)
+    with torch.no_grad():
+        torch_logits = model(torch.from_numpy(xte)).numpy()
+    assert (fp32_logits.argmax(1) == torch_logits.argmax(1)).all()
+    return dict(path=path, calib=xtr[:NUM_CALIB], x=xte, y=yte, fp32=fp32_logits)
+
+
+@pytest.mark.parametrize("engine", ["ort", "nncf"])
+@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+def test_int8_top1_within_one_point_of_fp32(digits, tmp_path, target, engine):
+    fp32_acc = accuracy(digits["fp32"], digits["y"])
+    assert fp32_acc.top1 > 0.95 and fp32_acc.count == len(digits["y"])  # the weights are real
+    out = tmp_path / f"int8-{target}-{engine}.onnx"
+    res = quantize_onnx(
+        digits["path"], out, digits["calib"], QuantRecipe(target=target, engine=engine)
+    )
+    assert res.num_calibration == NUM_CALIB
+    with OnnxrtRunner(out) as r:
+        logits = r.infer_all(digits["x"], batch_size=64)
+    int8_acc = accuracy(logits, digits["y"])
+    assert abs(int8_acc.top1 - fp32_acc.top1) <= 0.01, (fp32_acc, int8_acc)
+    fid = fidelity(digits["fp32"], logits)
+    assert fid.top1_agreement >= 0.98 and fid.cosine > 0.99
+    assert not np.allclose(logits, digits["fp32"])  # it really is a different (int8) model

@@ -1,0 +1,197 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+
+from swin_edge.calibration import load_images
+from swin_edge.errors import SwinEdgeError
+from swin_edge.export import torch_to_onnx
+from swin_edge.metrics import fidelity
+from swin_edge.model import SwinConfig, SwinTransformer
+from swin_edge.quantize import QuantRecipe, check_symmetric_int8, plan_placement, quantize_onnx
+from swin_edge.quantize.qdq_passes import activations_to_uint8, sink_dequantize
+
+TINY = SwinConfig(
+    img_size=64,
+    patch_size=4,
+    embed_dim=16,
+    depths=(2, 2, 2),
+    num_heads=(1, 2, 4),
+    window_size=4,
+    num_classes=10,
+    name="tiny_q",
+)
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    path = tmp_path_factory.mktemp("q") / "tiny.onnx"
+    model = SwinTransformer(TINY).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # non-zero biases (zero ones are dropped by the exporter)
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.05)
+    torch_to_onnx(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return load_images(None, TINY.preprocess, use_cache=False).images
+
+
+def run(path, x):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, {"input": x[i : i + 1]})[0] for i in range(len(x))])
+
+
+def producers(model):
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def float_inputs_only(model, op_type):
+    prod = producers(model)
+    nodes = [n for n in model.graph.node if n.op_type == op_type]
+    assert nodes
+    return all(
+        prod.get(n.input[0]) is None or prod[n.input[0]].op_type != "DequantizeLinear"
+        for n in nodes
+    )
+
+
+def test_placement_cpu_moves_uint8_but_keeps_attention_logits_float(fp32):
+    model = onnx.load(str(fp32))
+    plan = plan_placement(model, "cpu")
+    names = set(plan.quantize)
+    assert "layers.0.blocks.1.attn.qkv/Gemm_0" in names
+    assert "layers.0.blocks.1/Concat_0" in names  # the shift roll before qkv moves uint8
+    assert "layers.0.blocks.1.attn/Transpose_0" in names  # qkv head split
+    assert not any(n.endswith(("Softmax_0", "Add_0")) and ".attn/" in n for n in names)
+    assert "layers.0.blocks.1.attn/Reshape_2" not in names  # reshape around the bias/mask add
+    trt = plan_placement(model, "tensorrt")
+    assert len(trt.residual_adds) == 2 * sum(TINY.depths)
+    assert not any(".attn/" in n for n in trt.residual_adds)
+
+
+def test_tensorrt_recipe_is_symmetric_int8_with_float_norms(fp32, calib, tmp_path):
+    res = quantize_onnx(fp32, tmp_path / "trt.onnx", calib, QuantRecipe(target="tensorrt"))
+    model = onnx.load(str(res.path))
+    check_symmetric_int8(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    zps = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
+    for op in ("LayerNormalization", "Softmax"):
+        assert float_inputs_only(model, op)
+    gemm_biases = [n.input[2] for n in model.graph.node if n.op_type == "Gemm" and len(n.input) > 2]
+    assert gemm_biases and all(b in inits and inits[b].dtype == np.float32 for b in gemm_biases)
+    adds = [n for n in model.graph.node if n.op_type == "Add" and n.name in res.quantized_nodes]
+    prod = producers(model)
+    assert adds and all(prod[i].op_type == "DequantizeLinear" for a in adds for i in a.input)
+    x = calib[:8]
+    assert fidelity(run(fp32, x), run(res.path, x)).cosine > 0.98
+
+
+def test_cpu_recipe_uint8_activations_per_channel_weights(fp32, calib, tmp_path):
+    res = quantize_onnx(fp32, tmp_path / "cpu.onnx", calib, QuantRecipe(target="cpu"))
+    model = onnx.load(str(res.path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    act_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert act_q and all(inits[n.input[2]].dtype == np.uint8 for n in act_q)
+    w_dq = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+        and inits.get(n.input[0]) is not None
+        and inits[n.input[0]].dtype == np.int8
+    ]
+    assert w_dq and all(inits[n.input[1]].size > 1 for n in w_dq)  # per-channel scales
+    for op in ("LayerNormalization", "Softmax"):
+        assert float_inputs_only(model, op)
+    x = calib[:8]
+    assert fidelity(run(fp32, x), run(res.path, x)).cosine > 0.98
+
+
+def test_keep_float_leaves_matching_layers_unquantized(fp32, calib, tmp_path):
+    res = quantize_onnx(
+        fp32,
+        tmp_path / "kf.onnx",
+        calib,
+        QuantRecipe(target="cpu", keep_float=("fc2", "downsample")),
+    )
+    assert res.kept_float and all("fc2" in n or "downsample" in n for n in res.kept_float)
+    model = onnx.load(str(res.path))
+    prod = producers(model)
+    for n in model.graph.node:
+        if n.name in res.kept_float:
+            assert all(
+                prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in n.input
+            )
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_other_calibration_methods_change_ranges(fp32, calib, tmp_path, method):
+    base = quantize_onnx(fp32, tmp_path / "mm.onnx", calib, QuantRecipe(target="tensorrt"))
+    other = quantize_onnx(
+        fp32,
+        tmp_path / f"{method}.onnx",
+        calib,
+        QuantRecipe(target="tensorrt", calibration=method, percentile=99.9, histogram_bins=512),
+    )
+
+    def act_scales(path):
+        m = onnx.load(str(path))
+        inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+        return np.array(
+            [float(inits[n.input[1]]) for n in m.graph.node if n.op_type == "QuantizeLinear"]
+        )
+
+    a, b = act_scales(base.path), act_scales(other.path)
+    assert a.shape == b.shape and not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+def test_nncf_engine(fp32, calib, tmp_path, target):
+    res = quantize_onnx(
+        fp32, tmp_path / f"nncf-{target}.onnx", calib, QuantRecipe(target=target, engine="nncf")
+    )
+    model = onnx.load(str(res.path))
+    assert res.qdq_counts["QuantizeLinear"] > 10
+    if target == "tensorrt":
+        check_symmetric_int8(model)
+    else:  # int32 biases, so ONNX Runtime can fuse DQ->Gemm into QGemm
+        inits = {i.name: i for i in model.graph.initializer}
+        prod = producers(model)
+        biases = [
+            prod[n.input[2]] for n in model.graph.node if n.op_type == "Gemm" and len(n.input) > 2
+        ]
+        assert biases and all(
+            b.op_type == "DequantizeLinear"
+            and inits[b.input[0]].data_type == onnx.TensorProto.INT32
+            for b in biases
+        )
+    x = calib[:8]
+    assert fidelity(run(fp32, x), run(res.path, x)).cosine > 0.95
+
+
+def test_qdq_passes_are_exact(fp32, calib, tmp_path):
+    res = quantize_onnx(
+        fp32, tmp_path / "n.onnx", calib, QuantRecipe(target="tensorrt", engine="nncf")
+    )
+    model = onnx.load(str(res.path))
+    moved, converted = sink_dequantize(model), activations_to_uint8(model)
+    assert moved > 0 and converted > 0
+    onnx.save(model, str(tmp_path / "n2.onnx"))
+    x = calib[:4]
+    assert np.array_equal(run(res.path, x), run(tmp_path / "n2.onnx", x))
+
+
+def test_bad_recipe_and_missing_model(tmp_path, calib):
+    with pytest.raises(SwinEdgeError, match="--target 'gpu'"):
+        QuantRecipe(target="gpu")
+    with pytest.raises(SwinEdgeError, match="entropy is an ONNX Runtime method"):
+        QuantRecipe(engine="nncf", calibration="entropy")
+    with pytest.raises(SwinEdgeError, match="does not exist"):
+        quantize_onnx(tmp_path / "none.onnx", tmp_path / "o.onnx", calib, QuantRecipe())
