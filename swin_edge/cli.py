@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import SwinEdgeError
@@ -21,6 +21,7 @@ commands:
   bench     latency benchmark; with --baseline, a CI regression gate
   report    render report.md and the chart from a report.json
   deploy    pack a TensorRT/Jetson bundle (ONNX + manifest + build script)
+  engine    ONNX -> TensorRT engine with manifest, benchmarked (needs TensorRT)
   variants  list the named model variants
 """
 
@@ -193,6 +194,199 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from .pipeline import BuildConfig, build
+
+    cfg = BuildConfig(
+        precision=args.precision,
+        target=args.target,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        img_size=args.img_size,
+        window_size=args.window_size,
+        num_classes=args.num_classes,
+        calib_dir=args.calib_dir,
+        eval_dir=args.eval_dir,
+        num_calib=args.num_calib,
+        num_eval=args.num_eval,
+        engine=args.engine,
+        calibration=args.calibration,
+        keep_float=tuple(args.keep_float),
+        out=args.out,
+        batch=args.batch,
+        dynamic_batch=args.dynamic_batch,
+        threads=args.threads,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        workspace_mb=args.workspace,
+        optimization_level=args.opt_level,
+        dla_core=args.dla,
+    )
+    res = build(cfg, progress=not args.no_progress)
+    rows = res.report["results"]
+    base = rows[0]["latency"]["p50_ms"]
+    print(f"target {res.target}; artifacts in {res.out_dir}/")
+    for r in rows:
+        q = (
+            f"top-1 {r['accuracy']['top1']:.4f}"
+            if r["accuracy"]
+            else f"agreement {r['fidelity']['top1_agreement']:.3f} "
+            f"cosine {r['fidelity']['cosine']:.4f}"
+            if r["fidelity"]
+            else "reference"
+        )
+        print(
+            f"  {r['name']:20s} p50 {r['latency']['p50_ms']:8.2f} ms "
+            f"({base / r['latency']['p50_ms']:.2f}x)  {q}"
+        )
+    print(f"report: {res.artifacts['report_md']} (+ report.json, report.png)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import load_report, write_report
+
+    report = load_report(args.json)
+    paths = write_report(report, Path(args.out or Path(args.json).parent))
+    print(f"wrote {paths['md']} and {paths['png']}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    from .bench import (
+        gate,
+        gate_markdown,
+        interleaved_latency,
+        parse_percent,
+        read_baseline,
+        write_baseline,
+        write_markdown,
+    )
+
+    max_reg = parse_percent(args.max_regression)
+    baseline = read_baseline(args.baseline) if args.baseline else None
+    models: dict[str, str] = {}
+    for item in args.onnx:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            raise SwinEdgeError(f"--onnx {item!r}: use NAME=PATH to an existing .onnx file")
+        models[name] = path
+    with tempfile.TemporaryDirectory() as work:
+        if not models:
+            models = _bench_pair(args, Path(work))
+        res = interleaved_latency(
+            models,
+            rounds=args.rounds,
+            iterations=args.iterations,
+            warmup=args.warmup,
+            threads=args.threads,
+        )
+    print(f"{len(res.names)} models, {args.rounds} interleaved rounds x {args.iterations} runs")
+    ref = res.names[0]
+    for name in res.names:
+        print(
+            f"  {name:16s} p50 {res.p50(name):8.2f} ms  ratio to {ref} {res.ratio(name, ref):.3f}"
+        )
+    num, den = args.numerator, args.denominator
+    if args.write_baseline:
+        write_baseline(args.write_baseline, res, num, den, note=args.note or "")
+        print(f"wrote baseline {args.write_baseline}: {num}/{den} = {res.ratio(num, den):.3f}")
+    if baseline is None:
+        return 0
+    result = gate(res, baseline, max_reg)
+    md = gate_markdown(result, baseline["numerator"], baseline["denominator"])
+    print(md)
+    for target in filter(None, [args.summary, os.environ.get("GITHUB_STEP_SUMMARY")]):
+        write_markdown(target, md)
+    return 0 if result.passed else 1
+
+
+def _bench_pair(args: argparse.Namespace, work: Path) -> dict[str, str]:
+    """Export + quantize (cpu recipe) the --model into ``work``: {'fp32': ..., 'int8': ...}."""
+    from .calibration import load_images
+    from .export import torch_to_onnx
+    from .quantize import QuantRecipe, quantize_onnx
+
+    model = _model_from_args(args)
+    fp32 = torch_to_onnx(model, work / "fp32.onnx", verify=False).path
+    images = load_images(None, model.cfg.preprocess, args.num_calib).images
+    quantize_onnx(fp32, work / "int8.onnx", images, QuantRecipe(target="cpu"))
+    return {"fp32": str(fp32), "int8": str(work / "int8.onnx")}
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .calibration import load_images
+    from .deploy import DeployConfig, make_bundle
+    from .export import ExportConfig, torch_to_onnx
+    from .quantize import QuantRecipe, quantize_onnx
+
+    cfg = DeployConfig(
+        precision=args.precision,
+        workspace_mb=args.workspace,
+        optimization_level=args.opt_level,
+        max_batch=args.max_batch,
+        dla_core=args.dla,
+    )
+    model = _model_from_args(args)
+    with tempfile.TemporaryDirectory() as work:
+        fp32 = torch_to_onnx(
+            model, Path(work) / "model.onnx", ExportConfig(dynamic_batch=True)
+        ).path
+        int8, sha = None, None
+        if args.precision == "int8":
+            calib = load_images(args.calib_dir, model.cfg.preprocess, args.num_images, args.seed)
+            int8 = quantize_onnx(
+                fp32,
+                Path(work) / "model.int8.onnx",
+                calib.images,
+                QuantRecipe(target="tensorrt", engine=args.engine),
+            ).path
+            sha = calib.digest
+        out = make_bundle(args.out, fp32, int8, model.cfg.to_dict(), cfg, sha)
+    print(f"wrote {out}: copy it to the device, untar, run ./build_engine.sh {args.precision}")
+    return 0
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    from .backends.tensorrt import TrtBuildConfig, TrtRunner, onnx_to_engine
+
+    cfg = TrtBuildConfig(
+        precision=args.precision,
+        workspace_mb=args.workspace,
+        optimization_level=args.opt_level,
+        max_batch=args.max_batch,
+        timing_cache=args.timing_cache,
+        dla_core=args.dla,
+    )
+    if not Path(args.onnx).is_file():
+        raise SwinEdgeError(f"'{args.onnx}' does not exist; pass the ONNX to build from")
+    out = args.out or str(Path(args.onnx).with_suffix(f".{args.precision}.engine"))
+    manifest = onnx_to_engine(args.onnx, out, cfg)
+    print(
+        f"wrote {out} (+ .json manifest) for {manifest['gpu_name']}, TensorRT "
+        f"{manifest['tensorrt_version']}\nequivalent: {manifest['trtexec']}"
+    )
+    with TrtRunner(out) as runner:
+        s = runner.benchmark(iterations=args.iterations, warmup=args.warmup)
+    print(
+        f"p50 {s.p50_ms:.3f} ms  p90 {s.p90_ms:.3f}  p99 {s.p99_ms:.3f}  "
+        f"{s.throughput:.1f} img/s (batch {s.batch_size}, CUDA events)"
+    )
+    return 0
+
+
+def _add_trt_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("TensorRT")
+    g.add_argument("--workspace", type=int, default=2048, help="workspace limit, MiB")
+    g.add_argument("--opt-level", type=int, default=3, help="builder optimization level 0-5")
+    g.add_argument("--dla", type=int, metavar="CORE", help="Jetson DLA core (GPU fallback on)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m swin_edge",
@@ -281,13 +475,99 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the results as JSON")
     p.set_defaults(func=cmd_compare)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser(
+        "build",
+        help="whole pipeline",
+        description="Export -> quantize -> engine (TensorRT when available, "
+        "else ONNX Runtime) -> evaluate -> report, into --out. Works offline "
+        "with the defaults (Swin-T config, bundled calibration photos).",
+    )
+    _add_model_args(p)
+    p.add_argument("--precision", default="int8", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--target", default="auto", choices=["auto", "cpu", "tensorrt"])
+    p.add_argument("--calib-dir", help="calibration images (default: bundled photos)")
+    p.add_argument("--eval-dir", help="evaluation images; class subfolders give top-1/top-5")
+    p.add_argument("--num-calib", type=int, default=300)
+    p.add_argument("--num-eval", type=int, default=300)
+    p.add_argument("--engine", default="ort", choices=["ort", "nncf"], help="quantizer")
+    p.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"])
+    p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN")
+    p.add_argument("--out", help="run folder (default runs/<model>-<precision>)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dynamic-batch", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all)")
+    p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--no-progress", action="store_true")
+    _add_trt_args(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("report", help="render report.md/.png from report.json")
+    p.add_argument("json", help="report.json written by build")
+    p.add_argument("--out", help="folder (default: beside the json)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "bench",
+        help="latency benchmark / CI regression gate",
+        description="Time models in interleaved rounds; ratios are medians of "
+        "per-round ratios. With --baseline, exit 1 when ratio numerator/"
+        "denominator (default int8/fp32) regressed by more than "
+        "--max-regression. Without --onnx, exports and quantizes --model.",
+    )
+    _add_model_args(p)
+    p.add_argument("--onnx", action="append", default=[], metavar="NAME=PATH")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iterations", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--num-calib", type=int, default=32, help="calibration images (no --onnx)")
+    p.add_argument("--numerator", default="int8")
+    p.add_argument("--denominator", default="fp32")
+    p.add_argument("--baseline", help="baseline JSON (from --write-baseline)")
+    p.add_argument("--max-regression", default="10%")
+    p.add_argument("--summary", help="write the gate's Markdown summary here")
+    p.add_argument("--write-baseline", metavar="FILE", help="save this run's ratio as baseline")
+    p.add_argument("--note", help="note stored in a written baseline")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "deploy",
+        help="TensorRT/Jetson bundle",
+        description="Pack FP32/FP16/Q-DQ INT8 ONNX, a manifest and "
+        "build_engine.sh (trtexec or swin_edge, records nvpmodel/jetson_clocks) "
+        "into a .tar.gz to build the engine on the device.",
+    )
+    _add_model_args(p)
+    p.add_argument("--out", default="bundle.tar.gz")
+    p.add_argument("--precision", default="int8", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--engine", default="ort", choices=["ort", "nncf"], help="quantizer")
+    p.add_argument("--max-batch", type=int, default=8)
+    _add_image_args(p, "calib", 300)
+    _add_trt_args(p)
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser(
+        "engine",
+        help="ONNX -> TensorRT engine (+ manifest), benchmark",
+        description="Build a strongly typed TensorRT engine (needs TensorRT >= "
+        "10, pycuda and a GPU), write its manifest, time it with CUDA events.",
+    )
+    p.add_argument("onnx")
+    p.add_argument(
+        "--precision",
+        default="int8",
+        choices=["fp32", "fp16", "int8"],
+        help="the ONNX's precision (int8: Q/DQ ONNX; fp16: FP16 ONNX)",
+    )
+    p.add_argument("--out")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--timing-cache")
+    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=50)
+    _add_trt_args(p)
+    p.set_defaults(func=cmd_engine)
     return parser
-
-
-# Later modules append (subparsers) -> None registrars here to keep this file thin.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,3 +19,14 @@ def small_cfg(reference):
     from swin_edge.model import SwinConfig
 
     return SwinConfig(**reference["config"], name="small_ref")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `tensorrt`-marked tests unless TensorRT >= 10, pycuda and a GPU are usable."""
+    from swin_edge.backends.tensorrt import tensorrt_available
+
+    if any("tensorrt" in item.keywords for item in items) and not tensorrt_available():
+        skip = pytest.mark.skip(reason="needs TensorRT >= 10, pycuda and an NVIDIA GPU")
+        for item in items:
+            if "tensorrt" in item.keywords:
+                item.add_marker(skip)

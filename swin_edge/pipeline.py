@@ -1,0 +1,265 @@
+"""``build``: export -> quantize -> engine -> evaluate -> report, in one run folder."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import SwinEdgeError
+
+STAGES = ("export", "calibrate", "quantize", "engine", "evaluate", "report")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything ``python -m swin_edge build`` takes; defaults work offline on a fresh machine."""
+
+    precision: str = "int8"
+    target: str = "auto"
+    model: str = "swin_tiny"
+    checkpoint: str | None = None
+    img_size: int | None = None
+    window_size: int | None = None
+    num_classes: int | None = None
+    calib_dir: str | None = None
+    eval_dir: str | None = None
+    num_calib: int = 300
+    num_eval: int = 300
+    engine: str = "ort"
+    calibration: str = "minmax"
+    keep_float: tuple[str, ...] = ()
+    out: str | None = None
+    batch: int = 1
+    dynamic_batch: bool = False
+    threads: int = 0
+    iterations: int = 50
+    warmup: int = 10
+    worst_layers: int = 5
+    workspace_mb: int = 2048
+    optimization_level: int = 3
+    dla_core: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "fp16", "int8"):
+            raise SwinEdgeError(f"--precision {self.precision!r}: choose fp32, fp16 or int8")
+        if self.target not in ("auto", "cpu", "tensorrt"):
+            raise SwinEdgeError(f"--target {self.target!r}: choose auto, cpu or tensorrt")
+        if self.iterations < 1 or self.warmup < 0:
+            raise SwinEdgeError("--iterations must be >= 1 and --warmup >= 0")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.model}-{self.precision}")
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    target: str
+    artifacts: dict[str, str] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_target(target: str, precision: str) -> str:
+    from .backends.tensorrt import tensorrt_available
+
+    if target == "auto":
+        target = "tensorrt" if tensorrt_available() else "cpu"
+    if target == "tensorrt":
+        from .backends.tensorrt import import_tensorrt
+
+        import_tensorrt()  # a clear error naming the fix when it is missing
+    if target == "cpu" and precision == "fp16":
+        raise SwinEdgeError(
+            "--precision fp16 needs TensorRT (--target tensorrt); on the CPU use fp32 or int8"
+        )
+    return target
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(STAGES),
+        desc="build",
+        unit="stage",
+        disable=not enabled,
+        file=sys.stderr,
+        bar_format="{desc}: {n}/{total} {bar} [{elapsed}] {postfix}",
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
+    from .bench import environment
+    from .calibration import load_images
+    from .evaluate import Candidate, evaluate
+    from .export import ExportConfig, torch_to_onnx
+    from .model import create_model
+
+    target = resolve_target(cfg.target, cfg.precision)
+    out = cfg.out_dir
+    res = BuildResult(out, target)
+    overrides = {
+        k: v
+        for k, v in (
+            ("img_size", cfg.img_size),
+            ("window_size", cfg.window_size),
+            ("num_classes", cfg.num_classes),
+        )
+        if v is not None
+    }
+    model = create_model(cfg.model, checkpoint=cfg.checkpoint, **overrides)
+    pp = model.cfg.preprocess
+    notes = []
+    if cfg.checkpoint is None:
+        notes.append(
+            "no --checkpoint given: random weights, so accuracy figures are only "
+            "fidelity to FP32; pass a Microsoft/timm/torchvision checkpoint"
+        )
+    # Fail on bad image folders before the slow steps.
+    eval_set = load_images(cfg.eval_dir, pp, cfg.num_eval)
+    with _progress(progress) as bar:
+
+        def step(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+        bar.set_postfix_str("export")
+        fp32 = torch_to_onnx(
+            model,
+            out / "model.onnx",
+            ExportConfig(batch_size=cfg.batch, dynamic_batch=cfg.dynamic_batch),
+        )
+        res.artifacts["onnx_fp32"] = str(fp32.path)
+        step("calibrate")
+        calib = None
+        if cfg.precision == "int8":
+            calib = load_images(cfg.calib_dir, pp, cfg.num_calib)
+            if calib.skipped:
+                notes.append(f"{len(calib.skipped)} calibration files skipped (see log)")
+        step("quantize")
+        int8_path = None
+        recipe = None
+        if cfg.precision == "int8":
+            from .quantize import QuantRecipe, quantize_onnx
+
+            recipe = QuantRecipe(
+                target="tensorrt" if target == "tensorrt" else "cpu",
+                engine=cfg.engine,
+                calibration=cfg.calibration,
+                keep_float=cfg.keep_float,
+            )
+            int8_path = out / f"model.int8-{recipe.target}.onnx"
+            quantize_onnx(fp32.path, int8_path, calib.images, recipe)
+            res.artifacts["onnx_int8"] = str(int8_path)
+        step("engine")
+        cands = [Candidate("onnxruntime-fp32", "onnxruntime", "fp32", fp32.path)]
+        if target == "tensorrt":
+            cands += _engines(cfg, fp32.path, int8_path, calib.digest if calib else None, res)
+        elif int8_path is not None:
+            cands.append(
+                Candidate("onnxruntime-int8", "onnxruntime", "int8", int8_path, asdict(recipe))
+            )
+        step("evaluate")
+        evals = evaluate(
+            cands,
+            eval_set.images,
+            eval_set.labels,
+            _runner_factory(cfg),
+            cfg.iterations,
+            cfg.warmup,
+        )
+        if int8_path is not None and cfg.worst_layers:
+            from .layerwise import per_layer_sqnr
+
+            worst = per_layer_sqnr(fp32.path, int8_path, eval_set.images[:8], cfg.threads)
+            evals[-1].worst_layers = worst[: cfg.worst_layers]
+        step("report")
+        from .report import write_report
+
+        res.report = {
+            "swin_edge": __version__,
+            "model": {
+                "name": model.cfg.name,
+                "config": model.cfg.to_dict(),
+                "checkpoint": cfg.checkpoint,
+                "input_shape": [cfg.batch, 3, model.cfg.img_size, model.cfg.img_size],
+            },
+            "target": target,
+            "build": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "data": {
+                "source": str(cfg.eval_dir or "bundled calibration photos"),
+                "count": len(eval_set),
+                "labeled": eval_set.labels is not None,
+                "classes": eval_set.class_names,
+            },
+            "calibration": (
+                {
+                    "count": len(calib),
+                    "sha256": calib.digest,
+                    "source": str(cfg.calib_dir or "bundled calibration photos"),
+                }
+                if calib
+                else None
+            ),
+            "results": [e.to_dict() for e in evals],
+            "environment": environment(),
+            "notes": notes,
+        }
+        paths = write_report(res.report, out)
+        res.artifacts.update({f"report_{k}": str(v) for k, v in paths.items()})
+        bar.update(1)
+    return res
+
+
+def _engines(
+    cfg: BuildConfig, fp32: Path, int8: Path | None, calib_sha: str | None, res: BuildResult
+) -> list:
+    from .backends.tensorrt import TrtBuildConfig, onnx_to_engine, onnx_to_fp16
+    from .evaluate import Candidate
+
+    out = cfg.out_dir
+    cands = []
+    sources = {"fp32": fp32}
+    if cfg.precision == "fp16":
+        sources["fp16"] = onnx_to_fp16(fp32, out / "model.fp16.onnx")
+    if cfg.precision == "int8" and int8 is not None:
+        sources["int8"] = int8
+    for precision, src in sources.items():
+        tcfg = TrtBuildConfig(
+            precision=precision,
+            workspace_mb=cfg.workspace_mb,
+            optimization_level=cfg.optimization_level,
+            timing_cache=str(out / "timing.cache"),
+            opt_batch=cfg.batch,
+            max_batch=max(cfg.batch, 8),
+            dla_core=cfg.dla_core if precision != "fp32" else None,
+        )
+        engine = out / f"model.{precision}.engine"
+        onnx_to_engine(src, engine, tcfg, calib_sha if precision == "int8" else None)
+        res.artifacts[f"engine_{precision}"] = str(engine)
+        cands.append(Candidate(f"tensorrt-{precision}", "tensorrt", precision, engine))
+    return cands
+
+
+def _runner_factory(cfg: BuildConfig):
+    from .backends.onnxrt import OnnxrtRunner, OrtConfig
+
+    def make(c):
+        if c.backend == "tensorrt":
+            from .backends.tensorrt import TrtRunner
+
+            return TrtRunner(c.path, batch_size=cfg.batch)
+        return OnnxrtRunner(c.path, OrtConfig(threads=cfg.threads))
+
+    return make

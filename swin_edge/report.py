@@ -1,0 +1,159 @@
+"""report.json -> report.md and a PNG latency/accuracy chart, every row against FP32."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import SwinEdgeError
+from .utils import atomic_path, write_json_atomic, write_text_atomic
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    rows = report["results"]
+    ref = rows[0]
+    base = ref["latency"]["p50_ms"]
+    labeled = ref.get("accuracy") is not None
+    env = report.get("environment", {})
+    lines = [
+        f"# swin_edge report: {report['model']['name']}",
+        "",
+        f"Input {report['model']['input_shape']}, evaluated on {report['data']['count']} images "
+        f"from `{report['data']['source']}`"
+        + (" (labeled)." if labeled else " (no labels: fidelity against FP32)."),
+        "",
+    ]
+    head = [
+        "model",
+        "backend",
+        "precision",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "img/s",
+        "speedup",
+        "size MB",
+    ]
+    head += ["top-1", "top-5"] if labeled else []
+    head += ["top-1 agree", "top-5 overlap", "cosine", "SQNR dB"]
+    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        lat, fid, acc = r["latency"], r.get("fidelity"), r.get("accuracy")
+        cells = [
+            r["name"],
+            r["backend"],
+            r["precision"],
+            _fmt(lat["p50_ms"], ".2f"),
+            _fmt(lat["p90_ms"], ".2f"),
+            _fmt(lat["p99_ms"], ".2f"),
+            _fmt(lat["throughput"], ".1f"),
+            f"{base / lat['p50_ms']:.2f}x",
+            _fmt(r["size_mb"], ".1f"),
+        ]
+        if labeled:
+            cells += [_fmt(acc["top1"], ".4f"), _fmt(acc["top5"], ".4f")]
+        if fid:
+            cells += [
+                _fmt(fid["top1_agreement"], ".4f"),
+                _fmt(fid["top5_overlap"], ".4f"),
+                _fmt(fid["cosine"], ".5f"),
+                _fmt(fid["sqnr_db"], ".1f"),
+            ]
+        else:
+            cells += ["reference"] + ["-"] * 3
+        lines.append("| " + " | ".join(cells) + " |")
+    worst = [r for r in rows if r.get("worst_layers")]
+    for r in worst:
+        lines += ["", f"Lowest per-layer SQNR in `{r['name']}`:", ""]
+        lines += [f"- {name}: {db:.1f} dB" for name, db in r["worst_layers"]]
+    lines += [
+        "",
+        "Latency: batch {}, {} warm-up runs then {} timed runs (p50/p90/p99).".format(
+            ref["latency"]["batch_size"], ref["latency"]["warmup"], ref["latency"]["iterations"]
+        ),
+    ]
+    lines += ["", "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items())]
+    if report.get("notes"):
+        lines += [""] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_chart(report: dict[str, Any], path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["results"]
+    names = [r["name"] for r in rows]
+    p50 = [r["latency"]["p50_ms"] for r in rows]
+    err_hi = [r["latency"]["p99_ms"] - r["latency"]["p50_ms"] for r in rows]
+    labeled = rows[0].get("accuracy") is not None
+    if labeled:
+        quality = [r["accuracy"]["top1"] * 100 for r in rows]
+        qlabel = "top-1 accuracy (%)"
+    else:
+        quality = [
+            100.0 if r.get("fidelity") is None else r["fidelity"]["top1_agreement"] * 100
+            for r in rows
+        ]
+        qlabel = "top-1 agreement with FP32 (%)"
+    colors = [
+        "#7f7f7f"
+        if r["precision"] == "fp32"
+        else "#1f77b4"
+        if r["precision"] == "fp16"
+        else "#d62728"
+        for r in rows
+    ]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.6 * len(rows) + 2.4))
+    y = range(len(rows))
+    ax1.barh(y, p50, xerr=[[0] * len(rows), err_hi], color=colors, capsize=3)
+    for i, (v, e) in enumerate(zip(p50, err_hi, strict=True)):
+        ax1.text(v + e, i, f"  {v:.1f} ms ({p50[0] / v:.2f}x)", va="center", fontsize=8)
+    ax1.set_yticks(list(y), names)
+    ax1.invert_yaxis()
+    ax1.set_xlabel("latency p50 (ms), whisker to p99")
+    ax1.set_xlim(0, max(p + e for p, e in zip(p50, err_hi, strict=True)) * 1.45)
+    ax2.barh(y, quality, color=colors)
+    for i, v in enumerate(quality):
+        ax2.text(v, i, f" {v:.2f}", va="center", fontsize=8)
+    ax2.set_yticks(list(y), [""] * len(rows))
+    ax2.invert_yaxis()
+    ax2.set_xlim(max(0.0, min(quality) - 10), 104)
+    ax2.set_xlabel(qlabel)
+    fig.suptitle(f"{report['model']['name']}: every precision/backend vs FP32")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    out = Path(out_dir)
+    paths = {"json": out / "report.json", "md": out / "report.md", "png": out / "report.png"}
+    write_json_atomic(paths["json"], report)
+    write_text_atomic(paths["md"], render_markdown(report))
+    render_chart(report, paths["png"])
+    return paths
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+        report["results"][0]["latency"]["p50_ms"]  # noqa: B018 - shape check
+    except FileNotFoundError:
+        raise SwinEdgeError(f"'{path}' does not exist; run `python -m swin_edge build`") from None
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise SwinEdgeError(
+            f"'{path}' is not a swin_edge report.json; regenerate it with "
+            "`python -m swin_edge build`"
+        ) from None
+    return report

@@ -1,0 +1,78 @@
+import json
+import shutil
+
+import pytest
+
+from swin_edge.calibration import default_calibration_dir
+from swin_edge.cli import main
+from swin_edge.errors import SwinEdgeError
+from swin_edge.pipeline import BuildConfig, build, resolve_target
+
+SMALL = dict(
+    model="swin_tiny",
+    img_size=64,
+    window_size=2,
+    num_classes=5,
+    iterations=3,
+    warmup=1,
+    num_calib=6,
+)
+
+
+@pytest.fixture(scope="module")
+def labeled_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    photos = sorted(default_calibration_dir().glob("*.jpg"))
+    for i, cls in enumerate(["a", "b"]):
+        (root / cls).mkdir()
+        for p in photos[i * 3 : i * 3 + 3]:
+            shutil.copy(p, root / cls)
+    return root
+
+
+def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
+    res = build(
+        BuildConfig(
+            precision="int8",
+            target="cpu",
+            eval_dir=str(labeled_dir),
+            out=str(tmp_path / "run"),
+            **SMALL,
+        ),
+        progress=False,
+    )
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["model.int8-cpu.onnx", "model.onnx", "report.json", "report.md", "report.png"]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [r["name"] for r in report["results"]] == ["onnxruntime-fp32", "onnxruntime-int8"]
+    int8 = report["results"][1]
+    assert int8["accuracy"]["count"] == 6 and 0 <= int8["accuracy"]["top1"] <= 1
+    assert int8["fidelity"]["cosine"] > 0.9 and int8["worst_layers"]
+    assert int8["latency"]["p50_ms"] > 0 and int8["recipe"]["target"] == "cpu"
+    assert report["data"]["labeled"] and report["data"]["classes"] == ["a", "b"]
+    assert report["calibration"]["count"] == 6 and len(report["calibration"]["sha256"]) == 64
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "| onnxruntime-int8 | onnxruntime | int8 |" in md and "top-1" in md
+    assert (tmp_path / "run" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert res.target == "cpu"
+
+
+def test_cpu_target_refuses_fp16_and_missing_tensorrt_is_explained():
+    with pytest.raises(SwinEdgeError, match="fp16 needs TensorRT"):
+        resolve_target("cpu", "fp16")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(SwinEdgeError, match="pip install 'swin_edge\\[tensorrt\\]'"):
+            resolve_target("tensorrt", "int8")
+
+
+def test_build_cli_bad_eval_dir_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(["build", "--eval-dir", str(tmp_path / "nope"), "--out", str(out), "--no-progress"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "image folder" in err and "does not exist" in err and len(err.splitlines()) == 1
+    assert not out.exists()
