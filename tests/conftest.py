@@ -5,7 +5,32 @@ from pathlib import Path
 import pytest
 import torch
 
+from swin_edge.model import SwinConfig
+
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Small configs for fast tests: 3 stages at 64 px (shifted windows in two of them), and 2
+# stages at 32 px.
+TINY = SwinConfig(
+    img_size=64,
+    patch_size=4,
+    embed_dim=16,
+    depths=(2, 2, 2),
+    num_heads=(1, 2, 4),
+    window_size=4,
+    num_classes=10,
+    name="tiny_test",
+)
+MICRO = SwinConfig(
+    img_size=32,
+    patch_size=2,
+    embed_dim=16,
+    depths=(2, 2),
+    num_heads=(2, 4),
+    window_size=4,
+    num_classes=5,
+    name="micro_test",
+)
 
 
 @pytest.fixture(scope="session")

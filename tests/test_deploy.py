@@ -8,18 +8,9 @@ import pytest
 from swin_edge.deploy import DeployConfig, make_bundle
 from swin_edge.errors import SwinEdgeError
 from swin_edge.export import ExportConfig, torch_to_onnx
-from swin_edge.model import SwinConfig, SwinTransformer
+from swin_edge.model import SwinTransformer
 
-CFG = SwinConfig(
-    img_size=32,
-    patch_size=2,
-    embed_dim=8,
-    depths=(2, 2),
-    num_heads=(1, 2),
-    window_size=4,
-    num_classes=3,
-    name="deploy_test",
-)
+from .conftest import MICRO as CFG
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,9 @@ from torch import nn
 
 from swin_edge.errors import SwinEdgeError
 from swin_edge.export import ExportConfig, lint_onnx, read_model_config, torch_to_onnx
-from swin_edge.model import SwinConfig, SwinTransformer, create_model
+from swin_edge.model import SwinTransformer, create_model
 
-TINY = SwinConfig(
-    img_size=64,
-    patch_size=4,
-    embed_dim=16,
-    depths=(2, 2, 2),
-    num_heads=(1, 2, 4),
-    window_size=4,
-    num_classes=10,
-    name="tiny_test",
-)
+from .conftest import TINY
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,11 @@ from swin_edge.calibration import load_images
 from swin_edge.errors import SwinEdgeError
 from swin_edge.export import torch_to_onnx
 from swin_edge.metrics import fidelity
-from swin_edge.model import SwinConfig, SwinTransformer
+from swin_edge.model import SwinTransformer
 from swin_edge.quantize import QuantRecipe, check_symmetric_int8, plan_placement, quantize_onnx
 from swin_edge.quantize.qdq_passes import activations_to_uint8, sink_dequantize
 
-TINY = SwinConfig(
-    img_size=64,
-    patch_size=4,
-    embed_dim=16,
-    depths=(2, 2, 2),
-    num_heads=(1, 2, 4),
-    window_size=4,
-    num_classes=10,
-    name="tiny_q",
-)
+from .conftest import TINY
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,9 @@ import torch
 from swin_edge.backends.onnxrt import OnnxrtRunner, OrtConfig
 from swin_edge.errors import SwinEdgeError
 from swin_edge.export import ExportConfig, torch_to_onnx
-from swin_edge.model import SwinConfig, SwinTransformer
+from swin_edge.model import SwinTransformer
 
-CFG = SwinConfig(
-    img_size=32,
-    patch_size=2,
-    embed_dim=8,
-    depths=(2, 2),
-    num_heads=(1, 2),
-    window_size=4,
-    num_classes=4,
-    name="runner_test",
-)
+from ..conftest import MICRO as CFG
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +27,7 @@ def test_infer_all_matches_torch_for_any_count(model_and_paths, which):
         ref = model(torch.from_numpy(x)).numpy()
     with OnnxrtRunner(static if which == "static" else dynamic, OrtConfig(threads=1)) as r:
         out = r.infer_all(x, batch_size=2)
-    assert out.shape == (7, 4) and np.abs(out - ref).max() < 1e-4
+    assert out.shape == (7, CFG.num_classes) and np.abs(out - ref).max() < 1e-4
 
 
 def test_benchmark_reports_ordered_percentiles(model_and_paths):

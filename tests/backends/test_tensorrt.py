@@ -18,18 +18,9 @@ from swin_edge.backends.tensorrt import (
 )
 from swin_edge.errors import MissingDependencyError, SwinEdgeError
 from swin_edge.export import ExportConfig, torch_to_onnx
-from swin_edge.model import SwinConfig, SwinTransformer
+from swin_edge.model import SwinTransformer
 
-CFG = SwinConfig(
-    img_size=32,
-    patch_size=2,
-    embed_dim=16,
-    depths=(2, 2),
-    num_heads=(2, 4),
-    window_size=4,
-    num_classes=5,
-    name="trt_test",
-)
+from ..conftest import MICRO as CFG
 
 
 def test_network_flags_are_version_aware():
