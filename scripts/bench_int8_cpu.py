@@ -1,6 +1,6 @@
 """Benchmark (not a test): Swin-T 224 in ONNX Runtime on this CPU, FP32 vs INT8 variants.
 
-    python scripts/bench_int8_cpu.py [--rounds 5] [--iterations 20] [--threads 0] [--out F.json]
+    python scripts/bench_int8_cpu.py [--rounds 5] [--iterations 20] [--threads 1,0] [--out F.json]
 
 All models are timed in interleaved rounds in one run; speedups are medians of per-round
 ratios. Variants:
@@ -81,7 +81,11 @@ def main() -> int:
     ap.add_argument("--model", default="swin_tiny")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument(
+        "--threads",
+        default="1,0",
+        help="comma-separated ONNX Runtime thread counts to measure (0: all cores)",
+    )
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="only fp32 and int8-cpu")
     ap.add_argument("--out", help="write the figures as JSON")
@@ -107,36 +111,31 @@ def main() -> int:
         plain_ort(fp32, work / "plain.onnx", images)
         models["int8-ort-plain"] = work / "plain.onnx"
 
-    res = interleaved_latency(
-        {k: str(v) for k, v in models.items()},
-        rounds=args.rounds,
-        iterations=args.iterations,
-        threads=args.threads,
-    )
     env = environment()
-    print(
-        f"{args.model} batch {res.batch_size}, ONNX Runtime {env['onnxruntime']}, "
-        f"{env['cpu']} ({env['cores']} cores), threads={args.threads or 'all'}, "
-        f"{args.rounds} interleaved rounds x {args.iterations} runs"
-    )
-    print(f"{'model':16s} {'p50 ms':>8s} {'speedup vs fp32':>16s} {'round range':>14s}")
-    rows = {}
-    for name in res.names:
-        speed = 1.0 / res.ratio(name, "fp32")
-        lo, hi = res.ratio_spread(name, "fp32")
-        rows[name] = {"p50_ms": res.p50(name), "speedup": speed}
-        print(f"{name:16s} {res.p50(name):8.2f} {speed:15.2f}x {1 / hi:6.2f}-{1 / lo:.2f}x")
+    figures = {}
+    for threads in (int(t) for t in args.threads.split(",")):
+        res = interleaved_latency(
+            {k: str(v) for k, v in models.items()},
+            rounds=args.rounds,
+            iterations=args.iterations,
+            threads=threads,
+        )
+        print(
+            f"\n{args.model} batch {res.batch_size}, ONNX Runtime {env['onnxruntime']}, "
+            f"{env['cpu']} ({env['cores']} cores), threads={threads or 'all'}, "
+            f"{args.rounds} interleaved rounds x {args.iterations} runs"
+        )
+        print(f"{'model':16s} {'p50 ms':>8s} {'speedup vs fp32':>16s} {'round range':>14s}")
+        rows = {}
+        for name in res.names:
+            speed = 1.0 / res.ratio(name, "fp32")
+            lo, hi = res.ratio_spread(name, "fp32")
+            rows[name] = {"p50_ms": res.p50(name), "speedup": speed}
+            print(f"{name:16s} {res.p50(name):8.2f} {speed:15.2f}x {1 / hi:6.2f}-{1 / lo:.2f}x")
+        figures[f"threads={threads or 'all'}"] = {"rounds": res.rounds, "summary": rows}
     if args.out:
         Path(args.out).write_text(
-            json.dumps(
-                {
-                    "environment": env,
-                    "batch": res.batch_size,
-                    "rounds": res.rounds,
-                    "summary": rows,
-                },
-                indent=2,
-            )
+            json.dumps({"environment": env, "batch": args.batch, "results": figures}, indent=2)
         )
     return 0
 
