@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .backends.timing import LatencyStats
+from .errors import SwinEdgeError
 from .metrics import Accuracy, Fidelity, accuracy, fidelity
 
 
@@ -84,6 +85,12 @@ def evaluate(
             recipe=cand.recipe,
         )
         if labels is not None:
+            if labels.max() >= logits.shape[1]:
+                raise SwinEdgeError(
+                    f"the evaluation folder has class index {int(labels.max())} but "
+                    f"'{cand.path}' has {logits.shape[1]} outputs; class subfolders (sorted) "
+                    "must map to the model's classes"
+                )
             ev.accuracy = accuracy(logits, labels)
         if reference is None:
             reference = logits

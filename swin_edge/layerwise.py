@@ -53,6 +53,8 @@ def per_layer_sqnr(
     name = sessions[0].get_inputs()[0].name
     batch = sessions[0].get_inputs()[0].shape[0]
     step = batch if isinstance(batch, int) else 1
+    if len(images) < step:  # a static batch larger than the sample: repeat images to fill it
+        images = np.resize(images, (step, *images.shape[1:]))
     acc: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {p[0]: [] for p in pairs}
     for i in range(0, len(images) - step + 1, step):
         x = np.ascontiguousarray(images[i : i + step], dtype=np.float32)

@@ -76,3 +76,25 @@ def test_build_cli_bad_eval_dir_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "image folder" in err and "does not exist" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_static_batch_larger_than_sample_and_too_many_classes(tmp_path, labeled_dir):
+    res = build(
+        BuildConfig(
+            precision="int8", target="cpu", batch=16, num_eval=6, out=str(tmp_path / "b16"), **SMALL
+        ),
+        progress=False,
+    )
+    assert res.report["model"]["input_shape"][0] == 16
+    assert res.report["results"][1]["worst_layers"]
+    with pytest.raises(SwinEdgeError, match="class index 1 but .* has 1 outputs"):
+        build(
+            BuildConfig(
+                precision="fp32",
+                target="cpu",
+                eval_dir=str(labeled_dir),
+                out=str(tmp_path / "c"),
+                **dict(SMALL, num_classes=1),
+            ),
+            progress=False,
+        )

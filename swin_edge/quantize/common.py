@@ -40,8 +40,8 @@ def iter_batches(images: np.ndarray, batch: int | None) -> Iterator[np.ndarray]:
     b = batch or 1
     for i in range(0, len(images), b):
         chunk = images[i : i + b]
-        if len(chunk) < b:
-            chunk = np.concatenate([chunk, images[: b - len(chunk)]])
+        if len(chunk) < b:  # fill the static batch by repeating images cyclically
+            chunk = np.resize(chunk, (b, *images.shape[1:]))
         yield np.ascontiguousarray(chunk, dtype=np.float32)
 
 
