@@ -390,10 +390,14 @@ def _add_trt_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m swin_edge",
+        usage="python -m swin_edge [-h] command [options]",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    # the ordered command list lives in DESCRIPTION; argparse would list them a second time
+    sub = parser.add_subparsers(
+        dest="command", metavar="command", required=True, help=argparse.SUPPRESS
+    )
 
     p = sub.add_parser("variants", help="list named variants")
     p.set_defaults(func=cmd_variants)
@@ -470,8 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", help="ONNX models; the first is the FP32 reference")
     _add_image_args(p, "eval", 300)
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
-    p.add_argument("--iterations", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=50, help="timed runs per model")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first")
     p.add_argument("--json", help="also write the results as JSON")
     p.set_defaults(func=cmd_compare)
 
@@ -483,22 +487,32 @@ def build_parser() -> argparse.ArgumentParser:
         "with the defaults (Swin-T config, bundled calibration photos).",
     )
     _add_model_args(p)
-    p.add_argument("--precision", default="int8", choices=["fp32", "fp16", "int8"])
-    p.add_argument("--target", default="auto", choices=["auto", "cpu", "tensorrt"])
+    p.add_argument(
+        "--precision",
+        default="int8",
+        choices=["fp32", "fp16", "int8"],
+        help="deployed precision (fp16 needs TensorRT); FP32 is the reference",
+    )
+    p.add_argument(
+        "--target",
+        default="auto",
+        choices=["auto", "cpu", "tensorrt"],
+        help="auto: TensorRT when usable (GPU, TensorRT >= 10, pycuda), else cpu",
+    )
     p.add_argument("--calib-dir", help="calibration images (default: bundled photos)")
     p.add_argument("--eval-dir", help="evaluation images; class subfolders give top-1/top-5")
-    p.add_argument("--num-calib", type=int, default=300)
-    p.add_argument("--num-eval", type=int, default=300)
+    p.add_argument("--num-calib", type=int, default=300, help="calibration images sampled")
+    p.add_argument("--num-eval", type=int, default=300, help="evaluation images sampled")
     p.add_argument("--engine", default="ort", choices=["ort", "nncf"], help="quantizer")
     p.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"])
     p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN")
     p.add_argument("--out", help="run folder (default runs/<model>-<precision>)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--dynamic-batch", action="store_true")
+    p.add_argument("--batch", type=int, default=1, help="batch of the export and timing")
+    p.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all)")
-    p.add_argument("--iterations", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--iterations", type=int, default=50, help="timed runs per model")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_trt_args(p)
     p.set_defaults(func=cmd_build)
 
