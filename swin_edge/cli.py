@@ -396,7 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # the ordered command list lives in DESCRIPTION; argparse would list them a second time
     sub = parser.add_subparsers(
-        dest="command", metavar="command", required=True, help=argparse.SUPPRESS
+        dest="command",
+        metavar="command",
+        required=True,
+        help=argparse.SUPPRESS,
+        prog="python -m swin_edge",
     )
 
     p = sub.add_parser("variants", help="list named variants")
