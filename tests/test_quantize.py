@@ -7,7 +7,7 @@ from onnx import numpy_helper
 
 from swin_edge.calibration import load_images
 from swin_edge.errors import SwinEdgeError
-from swin_edge.export import torch_to_onnx
+from swin_edge.export import lint_onnx, torch_to_onnx
 from swin_edge.metrics import fidelity
 from swin_edge.model import SwinTransformer
 from swin_edge.quantize import QuantRecipe, check_symmetric_int8, plan_placement, quantize_onnx
@@ -71,6 +71,7 @@ def test_tensorrt_recipe_is_symmetric_int8_with_float_norms(fp32, calib, tmp_pat
     res = quantize_onnx(fp32, tmp_path / "trt.onnx", calib, QuantRecipe(target="tensorrt"))
     model = onnx.load(str(res.path))
     check_symmetric_int8(model)
+    assert lint_onnx(model, allow_dynamic_batch=False).ok  # still static, TensorRT-parsable
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     zps = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
