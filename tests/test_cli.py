@@ -86,18 +86,9 @@ def test_checkpoint_of_other_architecture_is_refused(tmp_path, reference, capsys
 
 
 def test_lint_cli_fails_on_dynamic_model(tmp_path, capsys):
-    from .test_export import _DynamicSwinLike
+    from .test_export import export_dynamic
 
-    path = tmp_path / "dyn.onnx"
-    torch.onnx.export(
-        _DynamicSwinLike(),
-        (torch.randn(1, 3, 8, 8),),
-        str(path),
-        dynamo=False,
-        opset_version=17,
-        input_names=["x"],
-        dynamic_axes={"x": {0: "b"}},
-    )
+    path = export_dynamic(tmp_path / "dyn.onnx", {0: "b"})
     assert main(["lint", str(path)]) == 1
     assert "dynamic-shape ops: Shape" in capsys.readouterr().out
 

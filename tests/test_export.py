@@ -61,8 +61,8 @@ class _DynamicSwinLike(nn.Module):
         return x.reshape(b, c, h * w).sum(-1)
 
 
-def test_linter_flags_dynamic_shape_ops(tmp_path):
-    path = tmp_path / "dyn.onnx"
+def export_dynamic(path, dynamic_axes):
+    """Export the naive module with TorchScript's exporter, as timm-style exports are made."""
     torch.onnx.export(
         _DynamicSwinLike(),
         (torch.randn(1, 3, 8, 8),),
@@ -70,8 +70,13 @@ def test_linter_flags_dynamic_shape_ops(tmp_path):
         dynamo=False,
         opset_version=17,
         input_names=["x"],
-        dynamic_axes={"x": {0: "b", 2: "h"}},
+        dynamic_axes={"x": dynamic_axes},
     )
+    return path
+
+
+def test_linter_flags_dynamic_shape_ops(tmp_path):
+    path = export_dynamic(tmp_path / "dyn.onnx", {0: "b", 2: "h"})
     report = lint_onnx(path)
     assert not report.ok
     text = report.summary()
