@@ -6,7 +6,6 @@ import contextlib
 import importlib
 import io
 import logging
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,12 +91,7 @@ def onnx_to_int8_ort(
         extra.update(
             ForceQuantizeNoInputCheck=True, OpTypesToExcludeOutputQuantization=sorted(GEMM_OPS)
         )
-    with (
-        atomic_path(out_path) as tmp,
-        tempfile.TemporaryDirectory() as work,
-        _histogram_bins(recipe.histogram_bins),
-        _quiet(),
-    ):
+    with atomic_path(out_path) as tmp, _histogram_bins(recipe.histogram_bins), _quiet():
         q.quantize_static(
             str(fp32_path),
             str(tmp),
@@ -114,7 +108,6 @@ def onnx_to_int8_ort(
             extra_options=extra,
             use_external_data_format=False,
         )
-        del work
         qmodel = onnx.load(str(tmp))
         if bypass_float_consumers(qmodel, set(plan.quantize)):
             onnx.save(qmodel, str(tmp))
