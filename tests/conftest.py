@@ -50,8 +50,9 @@ def pytest_collection_modifyitems(config, items):
     """Skip `tensorrt`-marked tests unless TensorRT >= 10, pycuda and a GPU are usable."""
     from swin_edge.backends.tensorrt import tensorrt_available
 
-    if any("tensorrt" in item.keywords for item in items) and not tensorrt_available():
+    # The marker itself, not item.keywords: keywords also hold parametrize ids like "[tensorrt]".
+    marked = [item for item in items if item.get_closest_marker("tensorrt")]
+    if marked and not tensorrt_available():
         skip = pytest.mark.skip(reason="needs TensorRT >= 10, pycuda and an NVIDIA GPU")
-        for item in items:
-            if "tensorrt" in item.keywords:
-                item.add_marker(skip)
+        for item in marked:
+            item.add_marker(skip)
