@@ -46,6 +46,23 @@ TENSORRT_OPS = frozenset(
 MIN_OPSET = 17
 
 
+def _non_tensorrt_qdq(graph: onnx.GraphProto) -> int:
+    """Count Q/DQ nodes TensorRT rejects: uint8/int32 grids or non-zero zero points."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    bad = 0
+    for n in graph.node:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zp = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        if zp is None:
+            bad += n.op_type == "QuantizeLinear"  # no zero point: the output is uint8
+        elif zp.data_type != onnx.TensorProto.INT8 or numpy_helper.to_array(zp).any():
+            bad += 1
+    return bad
+
+
 @dataclass
 class LintReport:
     """Result of :func:`lint_onnx`; ``ok`` is False when any error was found."""
@@ -92,6 +109,12 @@ def lint_onnx(model: onnx.ModelProto | str | Path, allow_dynamic_batch: bool = T
             if idx < len(node.input) and node.input[idx] and node.input[idx] not in constants:
                 errs.append(f"dynamic {node.op_type} '{node.name}' (input {idx} is computed)")
                 break
+    bad_qdq = _non_tensorrt_qdq(graph)
+    if bad_qdq:
+        errs.append(
+            f"{bad_qdq} Q/DQ nodes are not symmetric int8 (TensorRT needs int8 with zero "
+            "point 0: quantize with --target tensorrt)"
+        )
     for vi in list(graph.input) + list(graph.output):
         dims = vi.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
