@@ -9,6 +9,7 @@ and a ratio between two models is the median of their per-round ratios. The gate
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from .backends.onnxrt import OnnxrtRunner, OrtConfig
 from .errors import SwinEdgeError
-from .utils import write_json_atomic, write_text_atomic
+from .utils import write_json_atomic
 
 
 @dataclass
@@ -79,8 +80,6 @@ def environment() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    import os
-
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -185,7 +184,3 @@ def write_baseline(
             "note": note,
         },
     )
-
-
-def write_markdown(path: str | Path, text: str) -> None:
-    write_text_atomic(path, text)

@@ -38,16 +38,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def _model_from_args(args: argparse.Namespace, features_only: bool = False):
     from .model import create_model
 
-    overrides = {
-        "img_size": args.img_size,
-        "window_size": args.window_size,
-        "num_classes": args.num_classes,
-    }
     return create_model(
         args.model,
         checkpoint=args.checkpoint,
         features_only=features_only,
-        **{k: v for k, v in overrides.items() if v is not None},
+        img_size=args.img_size,
+        window_size=args.window_size,
+        num_classes=args.num_classes,
     )
 
 
@@ -263,8 +260,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         parse_percent,
         read_baseline,
         write_baseline,
-        write_markdown,
     )
+    from .utils import write_text_atomic
 
     max_reg = parse_percent(args.max_regression)
     baseline = read_baseline(args.baseline) if args.baseline else None
@@ -300,7 +297,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     md = gate_markdown(result, baseline["numerator"], baseline["denominator"])
     print(md)
     for target in filter(None, [args.summary, os.environ.get("GITHUB_STEP_SUMMARY")]):
-        write_markdown(target, md)
+        write_text_atomic(target, md)
     return 0 if result.passed else 1
 
 

@@ -109,16 +109,13 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     target = resolve_target(cfg.target, cfg.precision)
     out = cfg.out_dir
     res = BuildResult(out, target)
-    overrides = {
-        k: v
-        for k, v in (
-            ("img_size", cfg.img_size),
-            ("window_size", cfg.window_size),
-            ("num_classes", cfg.num_classes),
-        )
-        if v is not None
-    }
-    model = create_model(cfg.model, checkpoint=cfg.checkpoint, **overrides)
+    model = create_model(
+        cfg.model,
+        checkpoint=cfg.checkpoint,
+        img_size=cfg.img_size,
+        window_size=cfg.window_size,
+        num_classes=cfg.num_classes,
+    )
     pp = model.cfg.preprocess
     notes = []
     if cfg.checkpoint is None:

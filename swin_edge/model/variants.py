@@ -53,21 +53,24 @@ def create_model(
     features_only: bool = False,
     **overrides: Any,
 ) -> SwinTransformer:
-    """Build a model in eval mode, optionally loading any supported checkpoint format."""
+    """Build a model in eval mode, optionally loading any supported checkpoint format.
+
+    ``None`` overrides mean "not given"; without a ``num_classes`` override the checkpoint's
+    classifier size is used.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     cfg = name if isinstance(name, SwinConfig) else variant_config(name, **overrides)
     if isinstance(name, SwinConfig) and overrides:
         cfg = replace(cfg, **overrides)
+    state = None
     if checkpoint is not None:
-        from .checkpoint import load_checkpoint, num_classes_of
+        from .checkpoint import load_checkpoint, load_into, num_classes_of
 
         state, fmt = load_checkpoint(checkpoint)
         n = num_classes_of(state)
         if n is not None and "num_classes" not in overrides and n != cfg.num_classes:
             cfg = replace(cfg, num_classes=n)
-        model = SwinTransformer(cfg, features_only=features_only)
-        from .checkpoint import load_into
-
+    model = SwinTransformer(cfg, features_only=features_only)
+    if state is not None:
         load_into(model, state, source=checkpoint, fmt=fmt)
-    else:
-        model = SwinTransformer(cfg, features_only=features_only)
     return model.eval()
