@@ -118,3 +118,34 @@ def test_export_folds_query_scale_and_gelu_fuses_in_onnxruntime(tmp_path):
     ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
     assert ops.count("Gelu") == sum(TINY.depths) and "Erf" not in ops
     assert model.layers[0].blocks[0].attn.scale_folded is False  # the caller's model untouched
+
+
+def _softmax_outputs(path, x):
+    """Run the exported model with every Softmax output exposed."""
+    model = onnx.load(str(path))
+    names = [n.output[0] for n in model.graph.node if n.op_type == "Softmax"]
+    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(names, {"input": x})
+
+
+@pytest.mark.parametrize(
+    "fill, denormal", [(None, False), (-100.0, True)], ids=["export-fill", "timm-fill"]
+)
+def test_exported_mask_keeps_softmax_free_of_denormals(tmp_path, monkeypatch, fill, denormal):
+    """Denormal attention weights slow Softmax and the next MatMul several-fold on x86."""
+    import numpy as np
+
+    from swin_edge.model import swin
+
+    if fill is not None:
+        monkeypatch.setattr(swin, "EXPORT_MASK_FILL", fill)
+    torch.manual_seed(0)
+    model = SwinTransformer(TINY).eval()
+    res = torch_to_onnx(model, tmp_path / "m.onnx")
+    assert res.max_abs_diff <= 1e-4  # the PyTorch model keeps timm's -100
+    x = torch.randn(1, 3, 64, 64).numpy()
+    probs = _softmax_outputs(res.path, x)
+    tiny = np.finfo(np.float32).tiny
+    found = sum(int(((p != 0) & (np.abs(p) < tiny)).sum()) for p in probs)
+    assert (found > 0) is denormal, found

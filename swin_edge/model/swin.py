@@ -20,6 +20,15 @@ from torch import Tensor, nn
 
 from .config import SwinConfig
 
+MASK_FILL = -100.0
+"""Shifted-window mask value of the Microsoft/timm/torchvision models."""
+
+EXPORT_MASK_FILL = -60.0
+"""Mask value in exported graphs. After Softmax subtracts the row max, -100 lands below
+float32's normal range (exp(-87.3)), so masked entries become denormals that slow Softmax and
+the following MatMul several-fold on x86 (both FP32 and INT8). exp(-60) ~ 1e-26 is still far
+below float32 resolution next to the row max (weight 1), so results are unchanged."""
+
 
 def get_relative_position_index(win_h: int, win_w: int) -> Tensor:
     """Index into the relative position bias table for every (query, key) pair of a window."""
@@ -52,8 +61,8 @@ def static_roll(x: Tensor, shift: int, dim: int, size: int) -> Tensor:
     return torch.cat((x.narrow(dim, size - shift, shift), x.narrow(dim, 0, size - shift)), dim)
 
 
-def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> Tensor:
-    """Attention mask (nW, N, N) with -100 between tokens from different pre-shift regions."""
+def shifted_window_mask(h: int, w: int, ws: int, shift: int, fill: float = MASK_FILL) -> Tensor:
+    """Attention mask (nW, N, N): ``fill`` between tokens from different pre-shift regions."""
     img_mask = torch.zeros(1, h, w, 1)
     cnt = 0
     spans = ((0, -ws), (-ws, -shift), (-shift, None))
@@ -63,7 +72,7 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> Tensor:
             cnt += 1
     mw = window_partition(img_mask, ws, h, w, 1).reshape(-1, ws * ws)
     mask = mw.unsqueeze(1) - mw.unsqueeze(2)
-    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+    return mask.masked_fill(mask != 0, fill).masked_fill(mask == 0, 0.0)
 
 
 class ErfGELU(nn.Module):
@@ -172,6 +181,12 @@ class SwinTransformerBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         mask = shifted_window_mask(resolution, resolution, window_size, shift_size)
         self.register_buffer("attn_mask", mask if shift_size else None, persistent=False)
+
+    def set_mask_fill(self, fill: float) -> None:
+        """Use ``fill`` for cross-region pairs of the shifted-window mask."""
+        if self.attn_mask is not None:
+            r, ws, s = self.resolution, self.window_size, self.shift_size
+            self.attn_mask = shifted_window_mask(r, r, ws, s, fill).to(self.attn_mask.device)
 
     def _attn(self, x: Tensor) -> Tensor:
         r, c, ws, s = self.resolution, self.dim, self.window_size, self.shift_size
@@ -291,10 +306,13 @@ class SwinTransformer(nn.Module):
         return feats
 
     def prepare_for_export(self) -> SwinTransformer:
-        """In place: fold query scales into qkv weights and use the fusable GELU form."""
+        """In place: fold query scales into qkv weights, use the fusable GELU form and the
+        denormal-free mask value (:data:`EXPORT_MASK_FILL`)."""
         for m in self.modules():
             if isinstance(m, WindowAttention):
                 m.fold_scale()
+            if isinstance(m, SwinTransformerBlock):
+                m.set_mask_fill(EXPORT_MASK_FILL)
             if isinstance(m, Mlp):
                 m.act = ErfGELU()
         return self
@@ -306,6 +324,8 @@ class SwinTransformer(nn.Module):
 
 
 __all__ = [
+    "EXPORT_MASK_FILL",
+    "MASK_FILL",
     "PatchMerging",
     "SwinTransformer",
     "SwinTransformerBlock",
