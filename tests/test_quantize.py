@@ -59,9 +59,10 @@ def test_placement_cpu_moves_uint8_but_keeps_attention_logits_float(fp32):
     names = set(plan.quantize)
     assert "layers.0.blocks.1.attn.qkv/Gemm_0" in names
     assert "layers.0.blocks.1/Concat_0" in names  # the shift roll before qkv moves uint8
-    assert "layers.0.blocks.1.attn/Transpose_0" in names  # qkv head split
+    for i in range(3):  # q, k^T, v head layouts
+        assert f"layers.0.blocks.1.attn/Transpose_{i}" in names
     assert not any(n.endswith(("Softmax_0", "Add_0")) and ".attn/" in n for n in names)
-    assert "layers.0.blocks.1.attn/Reshape_2" not in names  # reshape around the bias/mask add
+    assert "layers.0.blocks.1.attn/Reshape_4" not in names  # reshape around the bias/mask add
     trt = plan_placement(model, "tensorrt")
     assert len(trt.residual_adds) == 2 * sum(TINY.depths)
     assert not any(".attn/" in n for n in trt.residual_adds)

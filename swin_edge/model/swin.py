@@ -140,11 +140,15 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         n, heads, hd = self.num_tokens, self.num_heads, self.head_dim
-        qkv = self.qkv(x).reshape(-1, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        # q, k, v split on channels; k^T comes from one (N, C) -> (C, N) transpose per window, which
+        # ONNX Runtime runs far faster than a per-head (N, hd) -> (hd, N) transpose.
+        q, k, v = self.qkv(x).reshape(-1, n, 3 * self.dim).split(self.dim, dim=-1)
+        q = q.reshape(-1, n, heads, hd).transpose(1, 2)  # (B_, heads, N, hd)
+        kt = k.transpose(1, 2).reshape(-1, heads, hd, n)  # (B_, heads, hd, N)
+        v = v.reshape(-1, n, heads, hd).transpose(1, 2)
         if not self.scale_folded:
             q = q * self.scale
-        attn = q @ k.transpose(-2, -1)
+        attn = q @ kt
         bias = self.relative_position_bias()  # constant-folded at export
         if mask is None:
             attn = attn + bias.unsqueeze(0)
