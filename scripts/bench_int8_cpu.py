@@ -12,7 +12,8 @@ ratios. Variants:
                   per-channel, MatMul/Gemm/Conv): the off-the-shelf baseline
   fp32-mask100    FP32 export keeping timm's -100 shifted-window mask: its masked attention
                   weights are denormals, which is how much slower a timm-style export runs
-Speedups are against `fp32` (our export, denormal-free mask): the fastest FP32 we ship.
+Speedups are against `fp32` (our export, denormal-free mask: the fastest FP32 we ship) and,
+without --quick, also against `fp32-mask100`.
 Weights are random (no checkpoint is downloaded); biases are made non-zero like a trained
 model's, since zero biases are removed by the exporter and would flatter both sides.
 """

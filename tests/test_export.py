@@ -1,3 +1,4 @@
+import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
@@ -6,7 +7,7 @@ from torch import nn
 
 from swin_edge.errors import SwinEdgeError
 from swin_edge.export import ExportConfig, lint_onnx, read_model_config, torch_to_onnx
-from swin_edge.model import SwinTransformer, create_model
+from swin_edge.model import SwinTransformer, create_model, swin
 
 from .conftest import TINY
 
@@ -134,10 +135,6 @@ def _softmax_outputs(path, x):
 )
 def test_exported_mask_keeps_softmax_free_of_denormals(tmp_path, monkeypatch, fill, denormal):
     """Denormal attention weights slow Softmax and the next MatMul several-fold on x86."""
-    import numpy as np
-
-    from swin_edge.model import swin
-
     if fill is not None:
         monkeypatch.setattr(swin, "EXPORT_MASK_FILL", fill)
     torch.manual_seed(0)
