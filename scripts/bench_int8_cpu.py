@@ -1,6 +1,7 @@
 """Benchmark (not a test): Swin-T 224 in ONNX Runtime on this CPU, FP32 vs INT8 variants.
 
     python scripts/bench_int8_cpu.py [--rounds 5] [--iterations 20] [--threads 1,0] [--out F.json]
+                                     [--workdir DIR]
 
 All models are timed in interleaved rounds in one run; speedups are medians of per-round
 ratios. Variants:
@@ -105,6 +106,7 @@ def main() -> int:
     )
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="only fp32 and int8-cpu")
+    ap.add_argument("--workdir", help="keep the ONNX files here (default: a new temp folder)")
     ap.add_argument("--out", help="write the figures as JSON")
     args = ap.parse_args()
 
@@ -115,7 +117,8 @@ def main() -> int:
             if name.endswith("bias"):
                 p.normal_(0, 0.02)
     images = load_images(None, model.cfg.preprocess).images
-    work = Path(tempfile.mkdtemp(prefix="swin_edge_bench_"))
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="swin_edge_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
     fp32 = torch_to_onnx(model, work / "fp32.onnx", ExportConfig(batch_size=args.batch)).path
     models = {"fp32": fp32}
     if not args.quick:
@@ -134,6 +137,7 @@ def main() -> int:
         models["int8-ort-plain"] = work / "plain.onnx"
 
     env = environment()
+    print(f"ONNX files in {work}")
     figures = {}
     for threads in (int(t) for t in args.threads.split(",")):
         res = interleaved_latency(
