@@ -1,7 +1,7 @@
 """Benchmark (not a test): Swin-T 224 in ONNX Runtime on this CPU, FP32 vs INT8 variants.
 
     python scripts/bench_int8_cpu.py [--rounds 5] [--iterations 20] [--threads 1,0] [--out F.json]
-                                     [--workdir DIR]
+                                     [--workdir DIR] [--reference NAME=PATH]
 
 All models are timed in interleaved rounds in one run; speedups are medians of per-round
 ratios. Variants:
@@ -13,8 +13,11 @@ ratios. Variants:
                   per-channel, MatMul/Gemm/Conv): the off-the-shelf baseline
   fp32-mask100    FP32 export keeping timm's -100 shifted-window mask: its masked attention
                   weights are denormals, which is how much slower a timm-style export runs
+  NAME, NAME-int8-ort-plain
+                  with --reference NAME=PATH: another FP32 export (e.g. timm's, written by
+                  export_timm_reference.py) and ORT quantize_static defaults applied to it
 Speedups are against `fp32` (our export, denormal-free mask: the fastest FP32 we ship) and,
-without --quick, also against `fp32-mask100`.
+without --quick, also against `fp32-mask100` and each --reference.
 Weights are random (no checkpoint is downloaded); biases are made non-zero like a trained
 model's, since zero biases are removed by the exporter and would flatter both sides.
 """
@@ -107,9 +110,23 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="only fp32 and int8-cpu")
     ap.add_argument("--workdir", help="keep the ONNX files here (default: a new temp folder)")
+    ap.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another FP32 export to compare against (e.g. timm's, from export_timm_reference.py);"
+        " without --quick its ORT quantize_static defaults are timed too",
+    )
     ap.add_argument("--out", help="write the figures as JSON")
     args = ap.parse_args()
 
+    references = {}
+    for item in args.reference:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            sys.exit(f"error: --reference {item!r}: expected NAME=PATH to an existing ONNX file")
+        references[name] = Path(path)
     model = create_model(args.model)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -135,6 +152,11 @@ def main() -> int:
         models["int8-nncf-raw"] = work / "nncf-raw.onnx"
         plain_ort(fp32, work / "plain.onnx", images)
         models["int8-ort-plain"] = work / "plain.onnx"
+    for name, path in references.items():
+        models[name] = path
+        if not args.quick:
+            plain_ort(path, work / f"{name}-int8-ort-plain.onnx", images)
+            models[f"{name}-int8-ort-plain"] = work / f"{name}-int8-ort-plain.onnx"
 
     env = environment()
     print(f"ONNX files in {work}")
@@ -151,13 +173,13 @@ def main() -> int:
             f"{env['cpu']} ({env['cores']} cores), threads={threads or 'all'}, "
             f"{args.rounds} interleaved rounds x {args.iterations} runs"
         )
-        refs = [r for r in ("fp32", "fp32-mask100") if r in res.names]
+        refs = [r for r in ("fp32", "fp32-mask100", *references) if r in res.names]
         head = "".join(f" {'vs ' + r:>14s} {'round range':>12s}" for r in refs)
-        print(f"{'model':16s} {'p50 ms':>8s}{head}")
+        print(f"{'model':20s} {'p50 ms':>8s}{head}")
         rows = {}
         for name in res.names:
             rows[name] = {"p50_ms": res.p50(name)}
-            line = f"{name:16s} {res.p50(name):8.2f}"
+            line = f"{name:20s} {res.p50(name):8.2f}"
             for ref in refs:
                 speed = 1.0 / res.ratio(name, ref)
                 lo, hi = res.ratio_spread(name, ref)
