@@ -7,7 +7,7 @@ timm and torchvision need a heavy torch build, so run this in a separate environ
     /tmp/fixvenv/bin/python scripts/make_reference_fixtures.py tests/fixtures
 
 Writes, for small random configs, a state_dict in each upstream format plus an input batch and
-the upstream model's logits; and, for the full-size variants, the upstream key -> shape lists so
+the upstream model's logits (and timm's per-stage feature maps); and, for the full-size variants, the upstream key -> shape lists so
 key remapping is tested on real architectures without downloading weights.
 """
 
@@ -68,6 +68,7 @@ def main(out_dir: str) -> None:
     tsd = tm.state_dict()
     with torch.no_grad():
         tlogits = tm(x)
+        tfeats = tm.forward_intermediates(x, intermediates_only=True)  # NCHW, every stage
     ms = to_microsoft(tsd, tm)
     # Prove the Microsoft layout is right: timm's own filter maps it back.
     tm2 = TimmSwin(img_size=IMG, patch_size=4, **SMALL).eval()
@@ -94,6 +95,7 @@ def main(out_dir: str) -> None:
             "input": x,
             "timm_state": tsd,
             "timm_logits": tlogits,
+            "timm_features": tfeats,
             "microsoft_state": {"model": ms},
             "torchvision_state": tv.state_dict(),
             "torchvision_logits": tvlogits,

@@ -51,6 +51,18 @@ def test_features_only_loads_classifier_checkpoint(reference, small_cfg):
         )
 
 
+def test_feature_maps_equal_timm(reference, small_cfg):
+    """Every stage's map is row-major NCHW although tokens flow in window order inside."""
+    model = SwinTransformer(small_cfg, features_only=True).eval()
+    load_into(model, convert_state_dict(reference["timm_state"]))
+    with torch.no_grad():
+        feats = model(reference["input"])
+    assert len(feats) == len(reference["timm_features"]) == 3
+    for ours, theirs in zip(feats, reference["timm_features"], strict=True):
+        assert ours.shape == theirs.shape
+        assert (ours - theirs).abs().max().item() <= 1e-5
+
+
 @pytest.mark.parametrize(
     "key,variant",
     [
