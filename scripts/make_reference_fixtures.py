@@ -7,8 +7,9 @@ timm and torchvision need a heavy torch build, so run this in a separate environ
     /tmp/fixvenv/bin/python scripts/make_reference_fixtures.py tests/fixtures
 
 Writes, for small random configs, a state_dict in each upstream format plus an input batch and
-the upstream model's logits (and timm's per-stage feature maps); and, for the full-size variants, the upstream key -> shape lists so
-key remapping is tested on real architectures without downloading weights.
+the upstream model's logits (and timm's per-stage feature maps); and, for the full-size
+variants, the upstream key -> shape lists so key remapping is tested on real architectures
+without downloading weights.
 """
 
 from __future__ import annotations
