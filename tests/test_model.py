@@ -3,21 +3,21 @@ import torch
 
 from swin_edge.errors import SwinEdgeError
 from swin_edge.model import SwinConfig, SwinTransformer, create_model, variant_config
-from swin_edge.model.swin import shifted_window_mask, static_roll, window_partition, window_reverse
+from swin_edge.model.swin import (
+    PatchMerging,
+    gather_tokens,
+    shifted_window_mask,
+    shifted_window_order,
+    window_order,
+    window_partition,
+)
 
 
-@pytest.mark.parametrize("shift", [-3, -1, 0, 2, 5])
-def test_static_roll_equals_torch_roll(shift):
-    x = torch.randn(2, 7, 7, 3)
-    for dim in (1, 2):
-        assert torch.equal(static_roll(x, shift, dim, 7), torch.roll(x, shift, dim))
-
-
-def test_window_partition_roundtrip():
+def test_window_order_is_window_partition_order():
     x = torch.randn(2, 8, 8, 5)
     w = window_partition(x, 4, 8, 8, 5)
     assert w.shape == (8 * 16, 5)
-    assert torch.equal(window_reverse(w, 4, 8, 8, 5), x)
+    assert torch.equal(gather_tokens(x.reshape(-1, 5), window_order(8, 4), 5), w)
 
 
 def test_shift_mask_blocks_cross_region_attention():
@@ -84,3 +84,25 @@ def test_bad_resolution_is_one_line_error(kw):
 def test_unknown_variant():
     with pytest.raises(SwinEdgeError, match="unknown model 'swin_huge'.*swin_tiny"):
         variant_config("swin_huge")
+
+
+@pytest.mark.parametrize("res, ws, shift", [(8, 4, 2), (12, 4, 2), (14, 7, 3)])
+def test_shifted_window_order_is_roll_then_partition(res, ws, shift):
+    x = torch.randn(2, res, res, 3)
+    ref = window_partition(torch.roll(x, (-shift, -shift), (1, 2)), ws, res, res, 3)
+    stream = window_partition(x, ws, res, res, 3)  # tokens in window order
+    got = gather_tokens(stream, shifted_window_order(res, ws, shift), 3)
+    assert torch.equal(got, ref)
+    back = gather_tokens(got, torch.argsort(shifted_window_order(res, ws, shift)), 3)
+    assert torch.equal(back, stream)
+
+
+def test_patch_merging_gather_matches_the_reference_layout():
+    res, c = 8, 3
+    x = torch.randn(2, res, res, c)
+    ref = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+    for ws_in, ws_out in ((4, 4), (4, 2), (8, 4)):
+        merge = PatchMerging(c, res, ws_in, ws_out)
+        got = gather_tokens(window_partition(x, ws_in, res, res, c), merge.index, c)
+        expected = window_partition(ref, ws_out, res // 2, res // 2, 4 * c)
+        assert torch.equal(got.reshape(-1, 4 * c), expected)

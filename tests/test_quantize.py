@@ -58,7 +58,8 @@ def test_placement_cpu_moves_uint8_but_keeps_attention_logits_float(fp32):
     plan = plan_placement(model, "cpu")
     names = set(plan.quantize)
     assert "layers.0.blocks.1.attn.qkv/Gemm_0" in names
-    assert "layers.0.blocks.1/Concat_0" in names  # the shift roll before qkv moves uint8
+    assert "layers.0.blocks.1/Gather_0" in names  # the shifted-window gather before qkv: uint8
+    assert "layers.0.blocks.1/Gather_1" not in names  # the gather back feeds the float residual
     for i in range(3):  # q, k^T, v head layouts
         assert f"layers.0.blocks.1.attn/Transpose_{i}" in names
     assert not any(n.endswith(("Softmax_0", "Add_0")) and ".attn/" in n for n in names)

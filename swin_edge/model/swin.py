@@ -2,13 +2,16 @@
 
 Layout and weights follow timm's ``swin_transformer.py`` (patch merging at the start of each
 stage after the first). Everything shape-dependent is computed once from the config: the
-relative position index and shifted-window mask are non-persistent buffers, reshapes use Python
-ints (the batch is the only ``-1``), and the cyclic shift is two static slices and a concat.
-The exported ONNX graph therefore has no Shape/Mod/Pad/NonZero/ConstantOfShape ops.
+relative position index, shifted-window mask and token permutations are non-persistent buffers,
+and reshapes use Python ints (the batch is the only ``-1``). The exported ONNX graph therefore
+has no Shape/Mod/Pad/NonZero/ConstantOfShape ops.
 
 Inside the network the token stream is kept 2-D, ``(B * H * W, C)``, so that every linear layer
 exports as one ``Gemm`` (bias included), which ONNX Runtime and TensorRT fuse with Q/DQ into an
-int8 GEMM with int32 bias.
+int8 GEMM with int32 bias. Within a stage the tokens are kept in window-major order: unshifted
+blocks need no window partition at all, a shifted block's cyclic shift + partition (and the way
+back) is one constant Gather, and patch merging gathers the 2x2 neighbourhoods straight into the
+next stage's window order. Outputs (``forward_features``, feature maps) are row-major.
 """
 
 from __future__ import annotations
@@ -47,18 +50,27 @@ def window_partition(x: Tensor, ws: int, h: int, w: int, c: int) -> Tensor:
     return x.reshape(-1, c)
 
 
-def window_reverse(windows: Tensor, ws: int, h: int, w: int, c: int) -> Tensor:
-    """(B * nW * ws * ws, C) -> (B, H, W, C)."""
-    x = windows.reshape(-1, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, h, w, c)
+def effective_window(resolution: int, window_size: int) -> int:
+    """timm/Microsoft rule: a stage no larger than the window is one window (and never shifts)."""
+    return resolution if resolution <= window_size else window_size
 
 
-def static_roll(x: Tensor, shift: int, dim: int, size: int) -> Tensor:
-    """``torch.roll`` along one dim of known ``size`` as two constant slices and a concat."""
-    shift %= size
-    if shift == 0:
-        return x
-    return torch.cat((x.narrow(dim, size - shift, shift), x.narrow(dim, 0, size - shift)), dim)
+def window_order(res: int, ws: int) -> Tensor:
+    """Raster index of every token of a (res, res) map in window-major order."""
+    return window_partition(torch.arange(res * res).reshape(1, res, res, 1), ws, res, res, 1)[:, 0]
+
+
+def shifted_window_order(res: int, ws: int, shift: int) -> Tensor:
+    """For tokens in window-major order: where each token of the windows of the map rolled by
+    ``-shift`` comes from. Gathering with it is roll + window partition in one step."""
+    order = window_order(res, ws)
+    rolled = torch.roll(torch.arange(res * res).reshape(res, res), (-shift, -shift), (0, 1))
+    return torch.argsort(order)[rolled.reshape(-1)[order]]
+
+
+def gather_tokens(x: Tensor, index: Tensor, c: int) -> Tensor:
+    """Reorder the L tokens of every image of a (B * L, C) stream; ``index`` has L entries."""
+    return x.reshape(-1, index.numel(), c).index_select(1, index).reshape(-1, c)
 
 
 def shifted_window_mask(h: int, w: int, ws: int, shift: int, fill: float = MASK_FILL) -> Tensor:
@@ -185,6 +197,10 @@ class SwinTransformerBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         mask = shifted_window_mask(resolution, resolution, window_size, shift_size)
         self.register_buffer("attn_mask", mask if shift_size else None, persistent=False)
+        shift_in = shifted_window_order(resolution, window_size, shift_size) if shift_size else None
+        self.register_buffer("shift_in", shift_in, persistent=False)
+        shift_out = torch.argsort(shift_in) if shift_size else None
+        self.register_buffer("shift_out", shift_out, persistent=False)
 
     def set_mask_fill(self, fill: float) -> None:
         """Use ``fill`` for cross-region pairs of the shifted-window mask."""
@@ -193,33 +209,42 @@ class SwinTransformerBlock(nn.Module):
             self.attn_mask = shifted_window_mask(r, r, ws, s, fill).to(self.attn_mask.device)
 
     def _attn(self, x: Tensor) -> Tensor:
-        r, c, ws, s = self.resolution, self.dim, self.window_size, self.shift_size
-        if s:
-            x = x.reshape(-1, r, r, c)
-            x = static_roll(static_roll(x, -s, 1, r), -s, 2, r)
-        x = window_reverse(self.attn(window_partition(x, ws, r, r, c), self.attn_mask), ws, r, r, c)
-        if s:
-            x = static_roll(static_roll(x, s, 1, r), s, 2, r)
-        return x.reshape(-1, c)
+        if not self.shift_size:  # tokens are already grouped by window
+            return self.attn(x)
+        x = gather_tokens(x, self.shift_in, self.dim)  # roll by -shift and partition
+        x = self.attn(x, self.attn_mask)
+        return gather_tokens(x, self.shift_out, self.dim)  # back, i.e. roll by +shift
 
-    def forward(self, x: Tensor) -> Tensor:  # (B * H * W, C)
+    def forward(self, x: Tensor) -> Tensor:  # (B * H * W, C), tokens in window_order
         x = x + self._attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
 class PatchMerging(nn.Module):
-    """2x2 neighbourhood concat (Microsoft's x0,x1,x2,x3 order), LayerNorm, linear 4C -> 2C."""
+    """2x2 neighbourhood concat (Microsoft's x0,x1,x2,x3 order), LayerNorm, linear 4C -> 2C.
 
-    def __init__(self, dim: int, resolution: int) -> None:
+    Input tokens are in the window order of ``window_in`` at ``resolution``, output tokens in
+    the window order of ``window_out`` at half the resolution: one constant gather.
+    """
+
+    def __init__(self, dim: int, resolution: int, window_in: int, window_out: int) -> None:
         super().__init__()
         self.dim = dim
         self.resolution = resolution
         self.norm = nn.LayerNorm(4 * dim)
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        r = resolution // 2
+        pos_in = torch.argsort(window_order(resolution, window_in))  # raster -> stream position
+        i, j = (
+            window_order(r, window_out).div(r, rounding_mode="floor"),
+            window_order(r, window_out) % r,
+        )
+        corners = [(2 * i, 2 * j), (2 * i + 1, 2 * j), (2 * i, 2 * j + 1), (2 * i + 1, 2 * j + 1)]
+        index = torch.stack([pos_in[a * resolution + b] for a, b in corners], dim=1).reshape(-1)
+        self.register_buffer("index", index, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        r, c = self.resolution // 2, self.dim
-        x = x.reshape(-1, r, 2, r, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(-1, 4 * c)
+        x = gather_tokens(x, self.index, self.dim).reshape(-1, 4 * self.dim)
         return self.reduction(self.norm(x))
 
 
@@ -235,10 +260,26 @@ class PatchEmbed(nn.Module):
 
 
 class SwinStage(nn.Module):
+    """Blocks at one resolution. Tokens flow in this stage's window order (window_order), so
+    unshifted blocks need no partition at all; ``to_raster`` restores row-major order."""
+
     def __init__(self, cfg: SwinConfig, index: int) -> None:
         super().__init__()
         res, dim = cfg.stage_resolutions()[index], cfg.stage_dims()[index]
-        self.downsample = PatchMerging(dim // 2, res * 2) if index > 0 else nn.Identity()
+        self.dim = dim
+        ws = effective_window(res, cfg.window_size)
+        if index > 0:
+            prev = cfg.stage_resolutions()[index - 1]
+            ws_prev = effective_window(prev, cfg.window_size)
+            self.downsample = PatchMerging(dim // 2, prev, ws_prev, ws)
+        else:
+            self.downsample = nn.Identity()
+        order = window_order(res, ws)
+        identity = bool((order == torch.arange(res * res)).all())
+        # stage 0 receives raster tokens from the patch embedding
+        to_window = order if index == 0 and not identity else None
+        self.register_buffer("to_window", to_window, persistent=False)
+        self.register_buffer("from_window", None if identity else torch.argsort(order), False)
         self.blocks = nn.Sequential(
             *[
                 SwinTransformerBlock(
@@ -255,7 +296,15 @@ class SwinStage(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.to_window is not None:
+            x = gather_tokens(x, self.to_window, self.dim)
         return self.blocks(self.downsample(x))
+
+    def to_raster(self, x: Tensor) -> Tensor:
+        """This stage's output tokens in row-major (raster) order."""
+        if self.from_window is None:
+            return x
+        return gather_tokens(x, self.from_window, self.dim)
 
 
 class ClassifierHead(nn.Module):
@@ -295,8 +344,8 @@ class SwinTransformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """Final normed tokens, (B * L, C)."""
-        return self.norm(self.layers(self.patch_embed(x)))
+        """Final normed tokens, (B * L, C), row-major."""
+        return self.norm(self.layers[-1].to_raster(self.layers(self.patch_embed(x))))
 
     def forward_intermediates(self, x: Tensor) -> list[Tensor]:
         """The output of every stage, NCHW, as a detection/segmentation backbone expects."""
@@ -306,7 +355,7 @@ class SwinTransformer(nn.Module):
             self.layers, self.cfg.stage_resolutions(), self.feature_channels, strict=True
         ):
             x = stage(x)
-            feats.append(x.reshape(-1, res, res, dim).permute(0, 3, 1, 2))
+            feats.append(stage.to_raster(x).reshape(-1, res, res, dim).permute(0, 3, 1, 2))
         return feats
 
     def prepare_for_export(self) -> SwinTransformer:
@@ -328,6 +377,10 @@ class SwinTransformer(nn.Module):
 
 
 __all__ = [
+    "effective_window",
+    "gather_tokens",
+    "shifted_window_order",
+    "window_order",
     "EXPORT_MASK_FILL",
     "MASK_FILL",
     "PatchMerging",
@@ -336,7 +389,5 @@ __all__ = [
     "WindowAttention",
     "get_relative_position_index",
     "shifted_window_mask",
-    "static_roll",
     "window_partition",
-    "window_reverse",
 ]

@@ -11,7 +11,17 @@ import onnx
 
 GEMM_OPS = frozenset({"Gemm", "MatMul", "Conv"})
 MOVE_OPS = frozenset(
-    {"Reshape", "Transpose", "Slice", "Concat", "Split", "Squeeze", "Unsqueeze", "Flatten"}
+    {
+        "Reshape",
+        "Transpose",
+        "Slice",
+        "Concat",
+        "Split",
+        "Squeeze",
+        "Unsqueeze",
+        "Flatten",
+        "Gather",
+    }
 )
 FLOAT_OPS = frozenset({"LayerNormalization", "Softmax", "Gelu", "Erf", "ReduceMean"})
 

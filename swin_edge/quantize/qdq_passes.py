@@ -16,7 +16,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-UNARY_MOVEMENT = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Flatten"})
+UNARY_MOVEMENT = frozenset(
+    {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Flatten", "Gather"}
+)
 
 
 def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
