@@ -235,10 +235,8 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
         r = resolution // 2
         pos_in = torch.argsort(window_order(resolution, window_in))  # raster -> stream position
-        i, j = (
-            window_order(r, window_out).div(r, rounding_mode="floor"),
-            window_order(r, window_out) % r,
-        )
+        out = window_order(r, window_out)  # output raster positions in output stream order
+        i, j = out // r, out % r
         corners = [(2 * i, 2 * j), (2 * i + 1, 2 * j), (2 * i, 2 * j + 1), (2 * i + 1, 2 * j + 1)]
         index = torch.stack([pos_in[a * resolution + b] for a, b in corners], dim=1).reshape(-1)
         self.register_buffer("index", index, persistent=False)
