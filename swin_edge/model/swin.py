@@ -187,8 +187,9 @@ class SwinTransformerBlock(nn.Module):
         super().__init__()
         self.dim = dim
         self.resolution = resolution
-        if resolution <= window_size:  # timm/Microsoft rule: one window, no shift
-            window_size, shift_size = resolution, 0
+        window_size = effective_window(resolution, window_size)
+        if window_size == resolution:  # one window: nothing to shift
+            shift_size = 0
         self.window_size = window_size
         self.shift_size = shift_size
         self.norm1 = nn.LayerNorm(dim)
