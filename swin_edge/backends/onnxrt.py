@@ -15,11 +15,16 @@ from .timing import LatencyStats
 
 @dataclass(frozen=True)
 class OrtConfig:
-    """Session settings; ``threads=0`` lets ONNX Runtime use every physical core."""
+    """Session settings; ``threads=0`` lets ONNX Runtime use every physical core.
+
+    ``lower_int8``: run uint8 Q/DQ Gemms as MatMulIntegerToFloat (see
+    :mod:`~swin_edge.backends.onnxrt_lowering`); False runs the file exactly as written.
+    """
 
     threads: int = 0
     optimization: str = "all"  # all | extended | basic | disable
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    lower_int8: bool = True
 
 
 class OnnxrtRunner:
@@ -29,6 +34,7 @@ class OnnxrtRunner:
         self.model_path = Path(model_path)
         self.config = config or OrtConfig()
         self.session = None
+        self.lowered_gemms = 0
 
     def __enter__(self) -> OnnxrtRunner:
         self.activate()
@@ -51,9 +57,10 @@ class OnnxrtRunner:
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }
         so.graph_optimization_level = levels[self.config.optimization]
+        source = self._lowered_bytes() if self.config.lower_int8 else None
         try:
             self.session = ort.InferenceSession(
-                str(self.model_path), so, providers=list(self.config.providers)
+                source or str(self.model_path), so, providers=list(self.config.providers)
             )
         except Exception as e:
             raise SwinEdgeError(
@@ -63,6 +70,23 @@ class OnnxrtRunner:
         self.input_name = inp.name
         self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.input_shape = tuple(d if isinstance(d, int) else 1 for d in inp.shape)
+
+    def _lowered_bytes(self) -> bytes | None:
+        """The model with its Q/DQ Gemms lowered, or None when there is nothing to lower."""
+        import onnx
+
+        from .onnxrt_lowering import has_int8_gemms, lower_int8_gemms
+
+        try:
+            model = onnx.load(str(self.model_path), load_external_data=False)
+        except Exception:
+            return None  # let ONNX Runtime report the unreadable file
+        if not has_int8_gemms(model):
+            return None
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            onnx.load_external_data_for_model(model, str(self.model_path.parent))
+        self.lowered_gemms = lower_int8_gemms(model)
+        return model.SerializeToString() if self.lowered_gemms else None
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits for a (B, 3, H, W) batch; a static-batch model is fed in its own chunks."""
@@ -82,6 +106,8 @@ class OnnxrtRunner:
         return np.concatenate(outs)
 
     def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        if self.session is None:
+            self.activate()
         step = self.static_batch or batch_size
         return np.concatenate(
             [self.infer(images[i : i + step]) for i in range(0, len(images), step)]
