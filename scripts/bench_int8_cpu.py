@@ -6,11 +6,13 @@
 All models are timed in interleaved rounds in one run; speedups are medians of per-round
 ratios. Variants:
   fp32            our static export, ORT_ENABLE_ALL
-  int8-cpu        our recipe (ORT engine, uint8 activations placed where they are produced)
+  int8-cpu        our recipe (ORT engine, uint8 activations placed where they are produced), run
+                  as our ONNX Runtime runner runs it: Q/DQ Gemms lowered to MatMulIntegerToFloat
+  int8-cpu-qdq    the same Q/DQ file run exactly as written (ORT fuses it into QGemm)
   int8-nncf-cpu   NNCF (TRANSFORMER) + our exact Q/DQ rewrites
-  int8-nncf-raw   NNCF (TRANSFORMER) output as-is
+  int8-nncf-raw   NNCF (TRANSFORMER) output as-is, run as written
   int8-ort-plain  ONNX Runtime quantize_static defaults on the same export (QDQ, U8S8,
-                  per-channel, MatMul/Gemm/Conv): the off-the-shelf baseline
+                  per-channel, MatMul/Gemm/Conv), run as written: the off-the-shelf baseline
   fp32-mask100    FP32 export keeping timm's -100 shifted-window mask: its masked attention
                   weights are denormals, which is how much slower a timm-style export runs
   NAME, NAME-int8-ort-plain
@@ -108,7 +110,7 @@ def main() -> int:
         help="comma-separated ONNX Runtime thread counts to measure (0: all cores)",
     )
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="only fp32 and int8-cpu")
+    ap.add_argument("--quick", action="store_true", help="only fp32, int8-cpu and int8-cpu-qdq")
     ap.add_argument("--workdir", help="keep the ONNX files here (default: a new temp folder)")
     ap.add_argument(
         "--reference",
@@ -145,18 +147,23 @@ def main() -> int:
             ).path
     quantize_onnx(fp32, work / "int8-cpu.onnx", images, QuantRecipe(target="cpu"))
     models["int8-cpu"] = work / "int8-cpu.onnx"
+    models["int8-cpu-qdq"] = work / "int8-cpu.onnx"
+    as_written = {"int8-cpu-qdq"}
     if not args.quick:
         onnx_to_int8_nncf(fp32, work / "nncf.onnx", images, QuantRecipe(engine="nncf"))
         models["int8-nncf-cpu"] = work / "nncf.onnx"
         nncf_raw(fp32, work / "nncf-raw.onnx", images)
         models["int8-nncf-raw"] = work / "nncf-raw.onnx"
+        as_written.add("int8-nncf-raw")
         plain_ort(fp32, work / "plain.onnx", images)
         models["int8-ort-plain"] = work / "plain.onnx"
+        as_written.add("int8-ort-plain")
     for name, path in references.items():
         models[name] = path
         if not args.quick:
             plain_ort(path, work / f"{name}-int8-ort-plain.onnx", images)
             models[f"{name}-int8-ort-plain"] = work / f"{name}-int8-ort-plain.onnx"
+            as_written.add(f"{name}-int8-ort-plain")
 
     env = environment()
     print(f"ONNX files in {work}")
@@ -167,6 +174,7 @@ def main() -> int:
             rounds=args.rounds,
             iterations=args.iterations,
             threads=threads,
+            plain=as_written,
         )
         print(
             f"\n{args.model} batch {res.batch_size}, ONNX Runtime {env['onnxruntime']}, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,20 @@ def interleaved_latency(
     iterations: int = 20,
     warmup: int = 5,
     threads: int = 0,
+    plain: Collection[str] | bool = (),
 ) -> InterleavedResult:
-    """Time every model in ``rounds`` interleaved rounds of ``iterations`` runs each."""
+    """Time every model in ``rounds`` interleaved rounds of ``iterations`` runs each.
+
+    Models named in ``plain`` (all of them for ``True``) run exactly as written, without the
+    runner's INT8 GEMM lowering: that is how an off-the-shelf ONNX Runtime user runs them.
+    """
     if rounds < 1 or iterations < 1:
         raise SwinEdgeError("--rounds and --iterations must be >= 1")
-    runners = {n: OnnxrtRunner(p, OrtConfig(threads=threads)) for n, p in models.items()}
+    as_written = set(models) if plain is True else set(plain or ())
+    runners = {
+        n: OnnxrtRunner(p, OrtConfig(threads=threads, lower_int8=n not in as_written))
+        for n, p in models.items()
+    }
     for r in runners.values():
         r.activate()
     per_round: dict[str, list[float]] = {n: [] for n in models}

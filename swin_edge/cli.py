@@ -162,7 +162,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         Candidate(Path(m).stem, "onnxruntime", "fp32" if i == 0 else "int8", Path(m))
         for i, m in enumerate(args.models)
     ]
-    cfg = OrtConfig(threads=args.threads)
+    cfg = OrtConfig(threads=args.threads, lower_int8=not args.no_lowering)
     results = evaluate(
         cands,
         data.images,
@@ -280,6 +280,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             iterations=args.iterations,
             warmup=args.warmup,
             threads=args.threads,
+            plain=args.no_lowering,
         )
     print(f"{len(res.names)} models, {args.rounds} interleaved rounds x {args.iterations} runs")
     ref = res.names[0]
@@ -475,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", help="ONNX models; the first is the FP32 reference")
     _add_image_args(p, "eval", 300)
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    p.add_argument(
+        "--no-lowering",
+        action="store_true",
+        help="run Q/DQ files exactly as written (default: uint8 Gemms as MatMulIntegerToFloat)",
+    )
     p.add_argument("--iterations", type=int, default=50, help="timed runs per model")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first")
     p.add_argument("--json", help="also write the results as JSON")
@@ -536,6 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--no-lowering",
+        action="store_true",
+        help="run Q/DQ files exactly as written (default: uint8 Gemms as MatMulIntegerToFloat)",
+    )
     p.add_argument("--num-calib", type=int, default=32, help="calibration images (no --onnx)")
     p.add_argument("--numerator", default="int8")
     p.add_argument("--denominator", default="fp32")

@@ -159,6 +159,12 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
             int8_path = out / f"model.int8-{recipe.target}.onnx"
             quantize_onnx(fp32.path, int8_path, calib.images, recipe)
             res.artifacts["onnx_int8"] = str(int8_path)
+            if recipe.target == "cpu":  # what the ONNX Runtime runner executes, as a file
+                from .backends.onnxrt_lowering import lower_file
+
+                ort_path = out / "model.int8-cpu.ort.onnx"
+                lower_file(int8_path, ort_path)
+                res.artifacts["onnx_int8_ort"] = str(ort_path)
         step("engine")
         cands = [Candidate("onnxruntime-fp32", "onnxruntime", "fp32", fp32.path)]
         if target == "tensorrt":

@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import onnx
 import pytest
 
 from swin_edge.calibration import default_calibration_dir
@@ -42,7 +43,19 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
         progress=False,
     )
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert names == ["model.int8-cpu.onnx", "model.onnx", "report.json", "report.md", "report.png"]
+    assert names == [
+        "model.int8-cpu.onnx",
+        "model.int8-cpu.ort.onnx",
+        "model.onnx",
+        "report.json",
+        "report.md",
+        "report.png",
+    ]
+    ort_ops = {
+        n.op_type
+        for n in onnx.load(str(tmp_path / "run" / res.artifacts["onnx_int8_ort"])).graph.node
+    }
+    assert "MatMulIntegerToFloat" in ort_ops and "Gemm" not in ort_ops
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert [r["name"] for r in report["results"]] == ["onnxruntime-fp32", "onnxruntime-int8"]
     int8 = report["results"][1]
