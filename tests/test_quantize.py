@@ -102,8 +102,9 @@ def test_cpu_recipe_uint8_activations_per_channel_weights(fp32, calib, tmp_path)
         and inits[n.input[0]].dtype == np.int8
     ]
     assert w_dq and all(inits[n.input[1]].size > 1 for n in w_dq)  # per-channel scales
-    for op in ("LayerNormalization", "Softmax"):
+    for op in ("LayerNormalization", "Softmax", "Conv"):  # Conv: see plan_placement
         assert float_inputs_only(model, op)
+    assert "patch_embed.proj/Conv_0" in res.kept_float
     report = lint_onnx(model)  # uint8 grids are for ONNX Runtime, not TensorRT
     assert not report.ok and "not symmetric int8" in report.summary()
     x = calib[:8]
@@ -117,7 +118,8 @@ def test_keep_float_leaves_matching_layers_unquantized(fp32, calib, tmp_path):
         calib,
         QuantRecipe(target="cpu", keep_float=("fc2", "downsample")),
     )
-    assert res.kept_float and all("fc2" in n or "downsample" in n for n in res.kept_float)
+    by_user = [n for n in res.kept_float if n != "patch_embed.proj/Conv_0"]  # cpu keeps Conv
+    assert by_user and all("fc2" in n or "downsample" in n for n in by_user)
     model = onnx.load(str(res.path))
     prod = producers(model)
     for n in model.graph.node:

@@ -62,6 +62,10 @@ def plan_placement(
             consumers[name].append(node)
     out = Placement()
     kept = {n.name for n in graph.node if n.op_type in GEMM_OPS and matches(n.name, keep_float)}
+    if target == "cpu":
+        # ORT runs a Conv in int8 only as QLinearConv, whose output must be quantized too; the
+        # patch embedding feeds a float LayerNorm, so Q/DQ there would only add two passes.
+        kept |= {n.name for n in graph.node if n.op_type == "Conv"}
     out.keep_float = sorted(kept)
     gemms = {n.name for n in graph.node if n.op_type in GEMM_OPS and n.name not in kept}
     out.gemms = [n.name for n in graph.node if n.name in gemms]
