@@ -38,6 +38,7 @@ class Evaluation:
     fidelity: Fidelity | None = None
     worst_layers: list[tuple[str, float]] = field(default_factory=list)
     recipe: dict[str, Any] | None = None
+    runtime: dict[str, Any] | None = None  # how the runner ran it (e.g. ORT lowering)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class Evaluation:
             "fidelity": self.fidelity.to_dict() if self.fidelity else None,
             "worst_layers": [[n, round(v, 2)] for n, v in self.worst_layers],
             "recipe": self.recipe,
+            "runtime": self.runtime,
         }
 
 
@@ -75,6 +77,7 @@ def evaluate(
         with make_runner(cand) as runner:
             logits = runner.infer_all(images)
             stats = runner.benchmark(iterations=iterations, warmup=warmup)
+            runtime = runner.runtime_info() if hasattr(runner, "runtime_info") else None
         ev = Evaluation(
             cand.name,
             cand.backend,
@@ -83,6 +86,7 @@ def evaluate(
             os.path.getsize(cand.path) / 1e6,
             stats,
             recipe=cand.recipe,
+            runtime=runtime,
         )
         if labels is not None:
             if labels.max() >= logits.shape[1]:

@@ -77,6 +77,14 @@ def render_markdown(report: dict[str, Any]) -> str:
             ref["latency"]["batch_size"], ref["latency"]["warmup"], ref["latency"]["iterations"]
         ),
     ]
+    for r in rows:
+        n = (r.get("runtime") or {}).get("lowered_gemms")
+        if n:
+            lines += [
+                "",
+                f"`{r['name']}` ran with {n} Q/DQ Gemms lowered to ONNX Runtime's "
+                "MatMulIntegerToFloat (same arithmetic; `--no-lowering` runs the file as written).",
+            ]
     lines += ["", "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items())]
     if report.get("notes"):
         lines += [""] + [f"- {n}" for n in report["notes"]]

@@ -141,6 +141,12 @@ def test_quantize_and_compare_commands(tmp_path, capsys):
     rows = json.loads(report.read_text())
     assert [r["precision"] for r in rows] == ["fp32", "int8"]
     assert rows[1]["fidelity"]["cosine"] > 0.9 and rows[0]["latency"]["p50_ms"] > 0
+    assert rows[0]["runtime"]["lowered_gemms"] == 0 and rows[1]["runtime"]["lowered_gemms"] > 0
+    args = ["compare", str(fp32), str(int8), "--num-images", "4", "--iterations", "1"]
+    assert main([*args, "--warmup", "0", "--no-lowering", "--json", str(report)]) == 0
+    plain = json.loads(report.read_text())[1]
+    assert plain["runtime"] == {"threads": 0, "lower_int8": False, "lowered_gemms": 0}
+    assert plain["fidelity"]["sqnr_db"] == pytest.approx(rows[1]["fidelity"]["sqnr_db"], abs=1.0)
 
 
 def test_quantize_bad_inputs(tmp_path, capsys):

@@ -66,6 +66,7 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
     assert report["calibration"]["count"] == 6 and len(report["calibration"]["sha256"]) == 64
     md = (tmp_path / "run" / "report.md").read_text()
     assert "| onnxruntime-int8 | onnxruntime | int8 |" in md and "top-1" in md
+    assert int8["runtime"]["lowered_gemms"] > 0 and "Gemms lowered to ONNX Runtime's" in md
     assert (tmp_path / "run" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert res.target == "cpu"
 

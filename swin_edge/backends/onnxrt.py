@@ -71,6 +71,14 @@ class OnnxrtRunner:
         self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.input_shape = tuple(d if isinstance(d, int) else 1 for d in inp.shape)
 
+    def runtime_info(self) -> dict[str, int | bool]:
+        """Session facts for reports: threads asked for and Q/DQ Gemms lowered."""
+        return {
+            "threads": self.config.threads,
+            "lower_int8": self.config.lower_int8,
+            "lowered_gemms": self.lowered_gemms,
+        }
+
     def _lowered_bytes(self) -> bytes | None:
         """The model with its Q/DQ Gemms lowered, or None when there is nothing to lower."""
         import onnx
