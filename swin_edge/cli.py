@@ -140,6 +140,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         f"{res.num_calibration} calibration images, {len(res.quantized_nodes)} nodes "
         f"quantized, {len(res.kept_float)} kept float, {res.qdq_counts}"
     )
+    if args.ort_out:
+        from .backends.onnxrt_lowering import lower_file
+
+        n = lower_file(res.path, args.ort_out)
+        print(f"wrote {args.ort_out}: {n} Gemms lowered to MatMulIntegerToFloat")
     if args.layers:
         from .layerwise import per_layer_sqnr
 
@@ -462,6 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--layers", type=int, default=0, metavar="N", help="print the N layers with the lowest SQNR"
+    )
+    p.add_argument(
+        "--ort-out",
+        metavar="PATH",
+        help="also write the model lowered for ONNX Runtime (uint8 Gemms as MatMulIntegerToFloat)",
     )
     _add_image_args(p, "calib", 300)
     p.set_defaults(func=cmd_quantize)

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import onnx
 import pytest
 import torch
 
@@ -113,10 +114,27 @@ def test_quantize_and_compare_commands(tmp_path, capsys):
     )
     int8 = tmp_path / "m.int8.onnx"
     assert (
-        main(["quantize", str(fp32), "--out", str(int8), "--num-images", "6", "--layers", "2"]) == 0
+        main(
+            [
+                "quantize",
+                str(fp32),
+                "--out",
+                str(int8),
+                "--num-images",
+                "6",
+                "--layers",
+                "2",
+                "--ort-out",
+                str(tmp_path / "m.int8.ort.onnx"),
+            ]
+        )
+        == 0
     )
     out = capsys.readouterr().out
     assert "6 calibration images" in out and "worst layers by SQNR" in out
+    assert "Gemms lowered to MatMulIntegerToFloat" in out
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.int8.ort.onnx")).graph.node}
+    assert "MatMulIntegerToFloat" in ops and "Gemm" not in ops
     report = tmp_path / "cmp.json"
     assert (
         main(
