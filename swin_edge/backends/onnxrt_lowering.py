@@ -144,6 +144,9 @@ def prune_dead_nodes(graph: onnx.GraphProto) -> None:
 def lower_int8_gemms(model: onnx.ModelProto) -> int:
     """Rewrite every uint8 x int8 Q/DQ Gemm of ``model`` in place; return how many."""
     graph = model.graph
+    graph_attrs = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    if any(a.type in graph_attrs for n in graph.node for a in n.attribute):
+        return 0  # control flow: names used inside subgraphs would defeat the dead-node pruning
     inits = {t.name: t for t in graph.initializer}
     prod = {o: n for n in graph.node for o in n.output}
     new_inits: list[onnx.TensorProto] = []

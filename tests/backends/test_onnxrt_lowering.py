@@ -18,18 +18,22 @@ from ..conftest import TINY
 M, K, N = 50, 24, 40
 
 
-def qdq_gemm(trans_b: bool, bias: bool, act_zp: np.ndarray) -> onnx.ModelProto:
-    """x -> Q -> DQ -> Gemm(DQ(int8 W, per channel), DQ(int32 b)) -> y, as quantizers write it."""
+def qdq_gemm(
+    trans_b: bool, bias: bool, act_zp: np.ndarray, per_channel: bool = True
+) -> onnx.ModelProto:
+    """x -> Q -> DQ -> Gemm(DQ(int8 W), DQ(int32 b)) -> y, as quantizers write it."""
     rng = np.random.default_rng(0)
     w_scale = (rng.random(N) * 0.01 + 0.002).astype(np.float32)
+    if not per_channel:
+        w_scale = np.full(N, w_scale[0], np.float32)  # the bias scale stays a vector
     weight = rng.integers(-127, 128, (N, K) if trans_b else (K, N)).astype(np.int8)
     a_scale = np.array(0.03, np.float32)
     inits = [
         numpy_helper.from_array(a_scale, "a_s"),
         numpy_helper.from_array(act_zp, "a_zp"),
         numpy_helper.from_array(weight, "w_q"),
-        numpy_helper.from_array(w_scale, "w_s"),
-        numpy_helper.from_array(np.zeros(N, np.int8), "w_zp"),
+        numpy_helper.from_array(w_scale if per_channel else w_scale[0], "w_s"),
+        numpy_helper.from_array(np.zeros(N if per_channel else (), np.int8), "w_zp"),
         numpy_helper.from_array(rng.integers(-3000, 3000, N).astype(np.int32), "b_q"),
         numpy_helper.from_array(a_scale * w_scale, "b_s"),
     ]
@@ -61,8 +65,9 @@ def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("trans_b", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
-def test_lowered_gemm_equals_qdq_gemm(trans_b, bias):
-    model = qdq_gemm(trans_b, bias, np.array(128, np.uint8))
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_lowered_gemm_equals_qdq_gemm(trans_b, bias, per_channel):
+    model = qdq_gemm(trans_b, bias, np.array(128, np.uint8), per_channel)
     x = np.random.default_rng(1).standard_normal((M, K)).astype(np.float32)
     ref = run(model, x)
     assert lower_int8_gemms(model) == 1
@@ -118,3 +123,20 @@ def test_runner_lowers_cpu_recipe_and_keeps_its_accuracy(tiny_models, tmp_path):
     assert "Gemm" not in ops and "MatMulIntegerToFloat" in ops
     y_file = np.concatenate([sess.run(None, {"input": x[i : i + 1]})[0] for i in range(len(x))])
     assert np.allclose(y_file, y_low, atol=1e-5)
+
+
+def test_models_with_subgraphs_are_left_alone():
+    model = qdq_gemm(True, True, np.array(128, np.uint8))
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["a_s"], ["out"])],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [])],
+    )
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    model.graph.initializer.append(cond)
+    model.graph.node.append(
+        helper.make_node("If", ["cond"], ["unused"], then_branch=branch, else_branch=branch)
+    )
+    assert lower_int8_gemms(model) == 0
+    assert [n.op_type for n in model.graph.node].count("Gemm") == 1
