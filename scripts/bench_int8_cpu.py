@@ -194,6 +194,11 @@ def main() -> int:
                 rows[name]["speedup" if ref == "fp32" else f"speedup_vs_{ref}"] = speed
                 line += f" {speed:13.2f}x {1 / hi:6.2f}-{1 / lo:.2f}x"
             print(line)
+        label = {"fp32": "our FP32", "fp32-mask100": "FP32 with timm's mask (timm's speed)"}
+        speeds = ", ".join(
+            f"{1.0 / res.ratio('int8-cpu', r):.2f}x vs {label.get(r, r)}" for r in refs
+        )
+        print(f"=> int8-cpu, threads={threads or 'all'}: {speeds}; target 2.5x")
         figures[f"threads={threads or 'all'}"] = {"rounds": res.rounds, "summary": rows}
     if args.out:
         Path(args.out).write_text(
