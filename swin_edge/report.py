@@ -83,7 +83,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += [
                 "",
                 f"`{r['name']}` ran with {n} Q/DQ Gemms lowered to ONNX Runtime's "
-                "MatMulIntegerToFloat (same arithmetic; `--no-lowering` runs the file as written).",
+                "MatMulIntegerToFloat (same arithmetic; `compare --no-lowering` runs the file "
+                "as written).",
             ]
     lines += ["", "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items())]
     if report.get("notes"):
