@@ -20,16 +20,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..onnx_graph import node_attrs, remove_dead_nodes, remove_unused_initializers
 from ..utils import atomic_path
 
 MS_DOMAIN = "com.microsoft"
-
-
-def _attr(node: onnx.NodeProto, name: str, default: float) -> float:
-    for a in node.attribute:
-        if a.name == name:
-            return a.f if a.type == onnx.AttributeProto.FLOAT else a.i
-    return default
 
 
 def _const(inits: dict[str, onnx.TensorProto], name: str) -> np.ndarray | None:
@@ -44,10 +38,11 @@ def _dq_parts(
         return None
     if node.input[1] not in inits or (len(node.input) > 2 and node.input[2] not in inits):
         return None
-    if any(a.name == "block_size" and a.i for a in node.attribute):
+    attrs = node_attrs(node)
+    if attrs.get("block_size", 0):
         return None
     zp = node.input[2] if len(node.input) > 2 else ""
-    return node.input[0], node.input[1], zp, int(_attr(node, "axis", 1))
+    return node.input[0], node.input[1], zp, int(attrs.get("axis", 1))
 
 
 def _float_bias(
@@ -76,7 +71,8 @@ def _lower_gemm(
 ) -> onnx.NodeProto | None:
     if node.op_type != "Gemm" or node.domain not in ("", "ai.onnx"):
         return None
-    if _attr(node, "transA", 0) or _attr(node, "alpha", 1.0) != 1.0:
+    attrs = node_attrs(node)
+    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
         return None
     a = _dq_parts(prod.get(node.input[0]), inits)
     w = _dq_parts(prod.get(node.input[1]), inits)
@@ -88,7 +84,7 @@ def _lower_gemm(
     weight = _const(inits, w[0])
     if weight.dtype != np.int8 or weight.ndim != 2:
         return None
-    trans_b = bool(_attr(node, "transB", 0))
+    trans_b = bool(attrs.get("transB", 0))
     weight_kn = weight.T if trans_b else weight
     n_out = weight_kn.shape[1]
     out_axis = 0 if trans_b else 1  # the weight axis that indexes output channels
@@ -101,7 +97,7 @@ def _lower_gemm(
         return None
     bias = None
     if len(node.input) > 2 and node.input[2]:
-        if _attr(node, "beta", 1.0) != 1.0:
+        if attrs.get("beta", 1.0) != 1.0:
             return None
         bias = _float_bias(node.input[2], prod, inits, n_out)
         if bias is None:
@@ -125,22 +121,6 @@ def _lower_gemm(
     )
 
 
-def prune_dead_nodes(graph: onnx.GraphProto) -> None:
-    """Drop nodes whose outputs nothing reads, then initializers nothing reads."""
-    keep_outputs = {o.name for o in graph.output}
-    while True:
-        used = {i for n in graph.node for i in n.input} | keep_outputs
-        alive = [n for n in graph.node if any(o in used for o in n.output)]
-        if len(alive) == len(graph.node):
-            break
-        del graph.node[:]
-        graph.node.extend(alive)
-    used = {i for n in graph.node for i in n.input} | keep_outputs
-    inits = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-
-
 def lower_int8_gemms(model: onnx.ModelProto) -> int:
     """Rewrite every uint8 x int8 Q/DQ Gemm of ``model`` in place; return how many."""
     graph = model.graph
@@ -160,7 +140,8 @@ def lower_int8_gemms(model: onnx.ModelProto) -> int:
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(new_inits)
-    prune_dead_nodes(graph)
+    remove_dead_nodes(graph)  # the weight/bias DequantizeLinears the Gemms read
+    remove_unused_initializers(graph)
     if not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     return count

@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..onnx_graph import node_attrs, remove_dead_nodes, remove_unused_initializers
+
 UNARY_MOVEMENT = frozenset(
     {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Flatten", "Gather"}
 )
@@ -185,25 +187,9 @@ def bypass_float_consumers(model: onnx.ModelProto, quantized: set[str]) -> int:
                 node.input[idx] = q.input[0]
                 rewired += 1
     if rewired:
-        _remove_dead_qdq(graph)
+        remove_dead_nodes(graph, ("QuantizeLinear", "DequantizeLinear"))
         del graph.value_info[:]
     return rewired
-
-
-def _remove_dead_qdq(graph: onnx.GraphProto) -> None:
-    outputs = {o.name for o in graph.output}
-    while True:
-        used = {i for n in graph.node for i in n.input} | outputs
-        dead = [
-            n
-            for n in graph.node
-            if n.op_type in ("QuantizeLinear", "DequantizeLinear")
-            and not any(o in used for o in n.output)
-        ]
-        if not dead:
-            return
-        for n in dead:
-            graph.node.remove(n)
 
 
 def quantize_gemm_bias(model: onnx.ModelProto) -> int:
@@ -219,7 +205,7 @@ def quantize_gemm_bias(model: onnx.ModelProto) -> int:
     for node in graph.node:
         if node.op_type != "Gemm" or len(node.input) < 3 or node.input[2] not in inits:
             continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attrs = node_attrs(node)
         if (
             attrs.get("transA", 0)
             or attrs.get("alpha", 1.0) != 1.0
@@ -257,8 +243,5 @@ def quantize_gemm_bias(model: onnx.ModelProto) -> int:
         new.setdefault(prod[node.input[0]].name, []).append(dq)  # before the Gemm
         done += 1
     _insert_after(graph, new)
-    used = {i for n in graph.node for i in n.input}
-    unused = [i for i in graph.initializer if i.name not in used]
-    for init in unused:
-        graph.initializer.remove(init)
+    remove_unused_initializers(graph)
     return done
