@@ -174,7 +174,7 @@ def main() -> int:
             rounds=args.rounds,
             iterations=args.iterations,
             threads=threads,
-            plain=as_written,
+            as_written=as_written,
         )
         print(
             f"\n{args.model} batch {res.batch_size}, ONNX Runtime {env['onnxruntime']}, "

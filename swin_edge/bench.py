@@ -52,16 +52,15 @@ def interleaved_latency(
     iterations: int = 20,
     warmup: int = 5,
     threads: int = 0,
-    plain: Collection[str] | bool = (),
+    as_written: Collection[str] = (),
 ) -> InterleavedResult:
     """Time every model in ``rounds`` interleaved rounds of ``iterations`` runs each.
 
-    Models named in ``plain`` (all of them for ``True``) run exactly as written, without the
-    runner's INT8 GEMM lowering: that is how an off-the-shelf ONNX Runtime user runs them.
+    Models named in ``as_written`` run exactly as written, without the runner's INT8 GEMM
+    lowering: that is how an off-the-shelf ONNX Runtime user runs them.
     """
     if rounds < 1 or iterations < 1:
         raise SwinEdgeError("--rounds and --iterations must be >= 1")
-    as_written = set(models) if plain is True else set(plain or ())
     runners = {
         n: OnnxrtRunner(p, OrtConfig(threads=threads, lower_int8=n not in as_written))
         for n, p in models.items()

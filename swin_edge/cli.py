@@ -285,7 +285,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             iterations=args.iterations,
             warmup=args.warmup,
             threads=args.threads,
-            plain=args.no_lowering,
+            as_written=models if args.no_lowering else (),
         )
     print(f"{len(res.names)} models, {args.rounds} interleaved rounds x {args.iterations} runs")
     ref = res.names[0]
