@@ -9,7 +9,6 @@ and a ratio between two models is the median of their per-round ratios. The gate
 from __future__ import annotations
 
 import json
-import os
 import platform
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .backends.onnxrt import OnnxrtRunner, OrtConfig
+from .cpu import CpuInfo, cpu_info, num_cores
 from .errors import SwinEdgeError
 from .utils import write_json_atomic
 
@@ -81,17 +81,12 @@ def environment() -> dict[str, Any]:
     import onnxruntime
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info = cpu_info()
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        "cpu": info.model,
+        "cpu_class": info.cpu_class,
+        "cpu_flags": list(info.flags),
+        "cores": num_cores(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
@@ -99,17 +94,32 @@ def environment() -> dict[str, Any]:
     }
 
 
+BASELINE_FORMAT = "swin_edge.latency-baseline/2"
+
+
 @dataclass
 class GateResult:
+    """The gate's verdict. ``baseline_ratio`` is None when this CPU class has no baseline:
+    the gate then only reports (it passes, saying so), it never compares across classes."""
+
     ratio: float
-    baseline_ratio: float
+    baseline_ratio: float | None
     max_regression: float
     passed: bool
     spread: tuple[float, float]
+    cpu_class: str
     details: dict[str, Any] = field(default_factory=dict)
+    baseline_note: str = ""
+    cpu: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_baseline(self) -> bool:
+        return self.baseline_ratio is not None
 
     @property
     def change(self) -> float:
+        if self.baseline_ratio is None:
+            raise ValueError("no baseline for this CPU class")
         return self.ratio / self.baseline_ratio - 1.0
 
 
@@ -124,72 +134,152 @@ def parse_percent(text: str) -> float:
     return value
 
 
+def _check_entry(path: Path, key: str, entry: Any) -> None:
+    ok = isinstance(entry, dict)
+    try:
+        ratio = float(entry["ratio"]) if ok else 0.0
+    except (KeyError, TypeError, ValueError):
+        ratio = 0.0
+    if not (ok and np.isfinite(ratio) and 0 < ratio < 100):
+        raise SwinEdgeError(
+            f"baseline '{path}': entry '{key}' needs a ratio > 0; re-record it on a machine of "
+            f"that class with `python -m swin_edge bench --write-baseline {path}`"
+        )
+
+
 def read_baseline(path: str | Path) -> dict[str, Any]:
+    """Load a baseline file: ``numerator``/``denominator`` and one entry per CPU class."""
     path = Path(path)
+    hint = f"regenerate it with `python -m swin_edge bench --write-baseline {path}`"
     try:
         data = json.loads(path.read_text())
-        float(data["ratio"])
-        data["numerator"], data["denominator"]  # noqa: B018 - presence check
     except FileNotFoundError:
         raise SwinEdgeError(
             f"baseline '{path}' does not exist; create it with "
             "`python -m swin_edge bench ... --write-baseline FILE`"
         ) from None
-    except (ValueError, KeyError, TypeError):
+    except IsADirectoryError:
+        raise SwinEdgeError(f"baseline '{path}' is a folder; pass the baseline .json") from None
+    except (ValueError, UnicodeDecodeError):
+        raise SwinEdgeError(f"baseline '{path}' is not JSON; {hint}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), str) for k in ("numerator", "denominator")
+    ):
         raise SwinEdgeError(
-            f"baseline '{path}' is not a swin_edge baseline (needs ratio, "
-            "numerator, denominator); regenerate it with --write-baseline"
-        ) from None
+            f"baseline '{path}' is not a swin_edge baseline (needs numerator, denominator and "
+            f"per-CPU-class entries); {hint}"
+        )
+    if "classes" not in data:
+        raise SwinEdgeError(
+            f"baseline '{path}' has one ratio for every CPU (old format); INT8/FP32 ratios "
+            f"depend on the CPU's ISA, so baselines are kept per CPU class: {hint}"
+        )
+    if not isinstance(data["classes"], dict):
+        raise SwinEdgeError(f"baseline '{path}': 'classes' must map CPU classes to entries")
+    for key, entry in data["classes"].items():
+        _check_entry(path, key, entry)
     return data
 
 
-def gate(result: InterleavedResult, baseline: dict[str, Any], max_regression: float) -> GateResult:
-    """Pass when ratio(num/den) is at most baseline ratio * (1 + max_regression)."""
+def gate(
+    result: InterleavedResult,
+    baseline: dict[str, Any],
+    max_regression: float,
+    cpu: CpuInfo | None = None,
+) -> GateResult:
+    """Pass when ratio(num/den) <= the baseline ratio of this CPU class * (1 + max_regression).
+
+    A CPU class without an entry passes with a notice: its ratio is not comparable to any
+    other class's (INT8's advantage depends on VNNI/AMX)."""
     num, den = baseline["numerator"], baseline["denominator"]
     for name in (num, den):
         if name not in result.rounds:
             raise SwinEdgeError(f"baseline compares '{num}'/'{den}' but '{name}' was not measured")
+    cpu = cpu or cpu_info()
     ratio = result.ratio(num, den)
-    base = float(baseline["ratio"])
+    entry = baseline["classes"].get(cpu.cpu_class)
+    base = None if entry is None else float(entry["ratio"])
     return GateResult(
         ratio,
         base,
         max_regression,
-        ratio <= base * (1 + max_regression),
+        base is None or ratio <= base * (1 + max_regression),
         result.ratio_spread(num, den),
+        cpu.cpu_class,
         {n: result.p50(n) for n in result.names},
+        "" if entry is None else str(entry.get("note", "")),
+        cpu.to_dict(),
     )
 
 
-def gate_markdown(g: GateResult, num: str, den: str) -> str:
-    verdict = "PASS" if g.passed else "FAIL: latency regression"
+def gate_markdown(g: GateResult, num: str, den: str, baseline_path: str = "BASELINE") -> str:
+    if not g.has_baseline:
+        verdict = f"PASS (no baseline for CPU class `{g.cpu_class}`: measured only)"
+    else:
+        verdict = "PASS" if g.passed else "FAIL: latency regression"
+    cpu = g.cpu
     lines = [
         f"## Latency gate: {verdict}",
         "",
+        f"CPU: {cpu.get('model', '?')}; class `{g.cpu_class}` "
+        f"(flags: {', '.join(cpu.get('flags', [])) or 'none detected'})",
+        "",
         f"Ratio `{num}` / `{den}` (median over interleaved rounds): **{g.ratio:.3f}** "
         f"(rounds ranged {g.spread[0]:.3f}-{g.spread[1]:.3f})",
-        f"Baseline ratio: {g.baseline_ratio:.3f}; allowed: <= "
-        f"{g.baseline_ratio * (1 + g.max_regression):.3f} (+{g.max_regression:.0%}); "
-        f"change: {g.change:+.1%}",
-        "",
-        "| model | p50 (ms, median of rounds) |",
-        "| --- | --- |",
     ]
+    if g.has_baseline:
+        assert g.baseline_ratio is not None
+        lines.append(
+            f"Baseline ratio for `{g.cpu_class}`: {g.baseline_ratio:.3f}; allowed: <= "
+            f"{g.baseline_ratio * (1 + g.max_regression):.3f} (+{g.max_regression:.0%}); "
+            f"change: {g.change:+.1%}"
+        )
+        if g.baseline_note:
+            lines.append(f"Baseline note: {g.baseline_note}")
+    else:
+        lines.append(
+            f"No baseline exists for CPU class `{g.cpu_class}`, and ratios of other classes are "
+            "not comparable (INT8's gain depends on VNNI/AMX), so nothing was gated. Record "
+            f"one on this machine with `python -m swin_edge bench --write-baseline "
+            f"{baseline_path}` and commit it."
+        )
+    lines += ["", "| model | p50 (ms, median of rounds) |", "| --- | --- |"]
     lines += [f"| {n} | {v:.2f} |" for n, v in g.details.items()]
     return "\n".join(lines) + "\n"
 
 
 def write_baseline(
-    path: str | Path, result: InterleavedResult, num: str, den: str, note: str = ""
-) -> None:
-    write_json_atomic(
-        path,
-        {
-            "numerator": num,
-            "denominator": den,
-            "ratio": round(result.ratio(num, den), 4),
-            "rounds": result.rounds,
-            "environment": environment(),
-            "note": note,
-        },
-    )
+    path: str | Path,
+    result: InterleavedResult,
+    num: str,
+    den: str,
+    note: str = "",
+    cpu: CpuInfo | None = None,
+) -> str:
+    """Add or update this CPU class's entry in the baseline file; returns the class."""
+    path = Path(path)
+    cpu = cpu or cpu_info()
+    data: dict[str, Any] = {"format": BASELINE_FORMAT, "numerator": num, "denominator": den}
+    if path.exists():
+        old = read_baseline(path)
+        if (old["numerator"], old["denominator"]) != (num, den):
+            raise SwinEdgeError(
+                f"baseline '{path}' gates {old['numerator']}/{old['denominator']}, not "
+                f"{num}/{den}; write this ratio to another file"
+            )
+        data["classes"] = old["classes"]
+    else:
+        data["classes"] = {}
+    lo, hi = result.ratio_spread(num, den)
+    data["classes"][cpu.cpu_class] = {
+        "ratio": round(result.ratio(num, den), 4),
+        "spread": [round(lo, 4), round(hi, 4)],
+        "rounds": result.rounds,
+        "threads": result.threads,
+        "batch_size": result.batch_size,
+        "environment": environment(),
+        "note": note,
+    }
+    data["classes"] = dict(sorted(data["classes"].items()))
+    write_json_atomic(path, data)
+    return cpu.cpu_class

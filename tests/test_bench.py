@@ -1,12 +1,26 @@
 import json
+from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+import torch
+from onnx import TensorProto, helper
 
-from swin_edge.bench import InterleavedResult, gate, parse_percent, read_baseline
+from swin_edge.bench import (
+    InterleavedResult,
+    gate,
+    gate_markdown,
+    parse_percent,
+    read_baseline,
+    write_baseline,
+)
 from swin_edge.cli import main
+from swin_edge.cpu import CpuInfo
 from swin_edge.errors import SwinEdgeError
 from swin_edge.export import torch_to_onnx
 from swin_edge.model import SwinConfig, SwinTransformer
+from swin_edge.quantize import QuantRecipe, quantize_onnx
 
 
 def result(fp32, int8):
@@ -20,14 +34,36 @@ def test_ratio_is_median_of_per_round_ratios():
     assert r.ratio_spread("int8", "fp32") == (pytest.approx(0.38), pytest.approx(0.42))
 
 
+AMX = CpuInfo("Intel Xeon", "intel", "x86_64", ("avx2", "avx512_vnni", "amx_tile", "amx_int8"))
+AVX2 = CpuInfo("AMD EPYC", "amd", "x86_64", ("avx2", "fma"))
+
+
+def baseline(**classes: float) -> dict:
+    return {
+        "numerator": "int8",
+        "denominator": "fp32",
+        "classes": {k.replace("_", "-"): {"ratio": v} for k, v in classes.items()},
+    }
+
+
 def test_gate_passes_within_threshold_and_fails_beyond():
-    base = {"numerator": "int8", "denominator": "fp32", "ratio": 0.40}
-    ok = gate(result([50] * 3, [21.5] * 3), base, 0.10)  # 0.43 <= 0.44
+    base = baseline(intel_amx=0.40, amd_avx2=0.64)
+    ok = gate(result([50] * 3, [21.5] * 3), base, 0.10, AMX)  # 0.43 <= 0.44
     assert ok.passed and ok.change == pytest.approx(0.075)
-    bad = gate(result([50] * 3, [23.0] * 3), base, 0.10)  # 0.46 > 0.44
+    bad = gate(result([50] * 3, [23.0] * 3), base, 0.10, AMX)  # 0.46 > 0.44
     assert not bad.passed
+    # the same 0.46 on an AVX2-only CPU is compared with that class's own 0.64
+    assert gate(result([50] * 3, [23.0] * 3), base, 0.10, AVX2).passed
     with pytest.raises(SwinEdgeError, match="'int4' was not measured"):
-        gate(result([1], [1]), dict(base, numerator="int4"), 0.1)
+        gate(result([1], [1]), dict(base, numerator="int4"), 0.1, AMX)
+
+
+def test_gate_never_compares_across_cpu_classes():
+    g = gate(result([50] * 3, [45.0] * 3), baseline(intel_amx=0.40), 0.10, AVX2)
+    assert g.passed and not g.has_baseline and g.cpu_class == "amd-avx2"
+    md = gate_markdown(g, "int8", "fp32", "b.json")
+    assert "no baseline for CPU class `amd-avx2`" in md
+    assert "--write-baseline b.json" in md and "AMD EPYC" in md
 
 
 @pytest.mark.parametrize("text,value", [("10%", 0.10), ("0.25", 0.25), ("0%", 0.0)])
@@ -35,68 +71,129 @@ def test_parse_percent(text, value):
     assert parse_percent(text) == pytest.approx(value)
 
 
-def test_parse_percent_and_baseline_errors(tmp_path):
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("{}", "not a swin_edge baseline"),
+        ("[1]", "not a swin_edge baseline"),
+        ("nope", "is not JSON"),
+        ('{"numerator": "int8", "denominator": "fp32", "ratio": 0.5}', "old format"),
+        ('{"numerator": "int8", "denominator": "fp32", "classes": []}', "must map"),
+        (json.dumps(baseline(amd_avx2=0.0)), "entry 'amd-avx2' needs a ratio > 0"),
+        (json.dumps(baseline(amd_avx2=float("nan"))), "needs a ratio > 0"),
+    ],
+)
+def test_bad_baselines_are_refused(tmp_path, content, needle):
+    (tmp_path / "b.json").write_text(content)
+    with pytest.raises(SwinEdgeError, match=needle):
+        read_baseline(tmp_path / "b.json")
+
+
+def test_parse_percent_and_missing_baseline(tmp_path):
     with pytest.raises(SwinEdgeError, match="like 10%"):
         parse_percent("ten")
     with pytest.raises(SwinEdgeError, match="does not exist"):
         read_baseline(tmp_path / "b.json")
-    (tmp_path / "b.json").write_text("{}")
-    with pytest.raises(SwinEdgeError, match="not a swin_edge baseline"):
-        read_baseline(tmp_path / "b.json")
+    with pytest.raises(SwinEdgeError, match="is a folder"):
+        read_baseline(tmp_path)
 
 
-def test_bench_cli_gate_exit_codes(tmp_path, capsys):
-    small = SwinConfig(
-        img_size=32,
-        patch_size=2,
-        embed_dim=8,
-        depths=(2,),
-        num_heads=(1,),
-        window_size=4,
-        num_classes=3,
-        name="bench",
+def test_write_baseline_adds_this_class_and_keeps_the_others(tmp_path):
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(baseline(intel_amx=0.46)))
+    assert (
+        write_baseline(path, result([50] * 3, [32.0] * 3), "int8", "fp32", cpu=AVX2) == "amd-avx2"
     )
-    big = SwinConfig(
-        img_size=32,
+    data = read_baseline(path)
+    assert data["classes"]["intel-amx"]["ratio"] == 0.46
+    entry = data["classes"]["amd-avx2"]
+    assert entry["ratio"] == pytest.approx(0.64) and entry["rounds"]["int8"] == [32.0] * 3
+    assert entry["environment"]["cpu_class"]  # recorded with the environment
+    write_baseline(path, result([50] * 3, [30.0] * 3), "int8", "fp32", cpu=AVX2)
+    assert read_baseline(path)["classes"]["amd-avx2"]["ratio"] == pytest.approx(0.6)
+    with pytest.raises(SwinEdgeError, match="gates int8/fp32, not int8/fp16"):
+        write_baseline(path, result([1], [1]), "int8", "fp16", cpu=AVX2)
+
+
+def test_committed_baseline_is_valid_and_marks_seeded_entries():
+    data = read_baseline(Path(__file__).parent.parent / "benchmarks" / "ci_baseline.json")
+    assert (data["numerator"], data["denominator"]) == ("int8", "fp32")
+    for key, entry in data["classes"].items():
+        assert entry["environment"]["cpu_class"] == key
+        assert entry["rounds"] or "SEEDED" in entry["note"]
+
+
+def _slow_gemm_inputs(src: Path, dst: Path) -> Path:
+    """A real slowdown: a float64 round trip before every GEMM, which also stops ONNX Runtime
+    from running the GEMMs in int8 (the DequantizeLinear no longer feeds them)."""
+    model = onnx.load(str(src))
+    nodes = []
+    for n in model.graph.node:
+        if n.op_type in ("Gemm", "MatMul"):
+            x = n.input[0]
+            nodes += [
+                helper.make_node("Cast", [x], [f"{x}/f64"], to=TensorProto.DOUBLE),
+                helper.make_node("Cast", [f"{x}/f64"], [f"{x}/f32"], to=TensorProto.FLOAT),
+            ]
+            n.input[0] = f"{x}/f32"
+        nodes.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def gate_models(tmp_path_factory):
+    """FP32 and cpu-recipe INT8 of a Swin small enough for a test, large enough (1024 tokens x
+    64 channels) that GEMMs dominate its time, as in Swin-T."""
+    work = tmp_path_factory.mktemp("gate")
+    cfg = SwinConfig(
+        img_size=64,
         patch_size=2,
-        embed_dim=32,
+        embed_dim=64,
         depths=(2, 2),
         num_heads=(2, 4),
         window_size=4,
-        num_classes=3,
-        name="bench_big",
+        num_classes=10,
+        name="gate_test",
     )
-    a = torch_to_onnx(SwinTransformer(small).eval(), tmp_path / "a.onnx").path
-    b = torch_to_onnx(SwinTransformer(big).eval(), tmp_path / "b.onnx").path
+    torch.manual_seed(0)
+    fp32 = torch_to_onnx(SwinTransformer(cfg).eval(), work / "fp32.onnx", verify=False).path
+    images = np.random.default_rng(0).standard_normal((8, 3, 64, 64)).astype(np.float32)
+    int8 = quantize_onnx(fp32, work / "int8.onnx", images, QuantRecipe(target="cpu")).path
+    return fp32, int8, _slow_gemm_inputs(int8, work / "int8-slow.onnx")
+
+
+def test_gate_fails_an_injected_regression_and_passes_unchanged_code(tmp_path, gate_models):
+    fp32, int8, slow = gate_models
     base = tmp_path / "base.json"
-    args = [
-        "bench",
-        "--onnx",
-        f"fp32={b}",
-        "--onnx",
-        f"int8={a}",
-        "--rounds",
-        "3",
-        "--iterations",
-        "5",
-        "--warmup",
-        "1",
-    ]
-    assert main([*args, "--write-baseline", str(base)]) == 0
-    measured = json.loads(base.read_text())["ratio"]
-    assert 0 < measured < 1  # the small model is faster than the big one
+    timing = ["--rounds", "9", "--iterations", "20", "--warmup", "3"]
+    pair = ["bench", "--onnx", f"fp32={fp32}", "--onnx", f"int8={int8}", *timing]
+    assert main([*pair, "--write-baseline", str(base)]) == 0
     summary = tmp_path / "summary.md"
-    assert (
-        main(
-            [*args, "--baseline", str(base), "--max-regression", "200%", "--summary", str(summary)]
-        )
-        == 0
-    )
-    assert "Latency gate: PASS" in summary.read_text()
-    base.write_text(
-        json.dumps({"numerator": "int8", "denominator": "fp32", "ratio": measured / 10})
-    )
-    assert main([*args, "--baseline", str(base), "--summary", str(summary)]) == 1
+    gate_args = ["--baseline", str(base), "--max-regression", "15%", "--summary", str(summary)]
+    for _ in range(3):  # unchanged code passes, run after run
+        assert main([*pair, *gate_args]) == 0, summary.read_text()
+        assert "Latency gate: PASS" in summary.read_text()
+    slowed = ["bench", "--onnx", f"fp32={fp32}", "--onnx", f"int8={slow}", *timing]
+    assert main([*slowed, *gate_args]) == 1
     assert "FAIL: latency regression" in summary.read_text()
+
+
+def test_bench_cli_gate_exit_codes(tmp_path, capsys, gate_models):
+    fp32, int8, _ = gate_models
+    base = tmp_path / "base.json"
+    args = ["bench", "--onnx", f"fp32={fp32}", "--onnx", f"int8={int8}"]
+    args += ["--rounds", "3", "--iterations", "5", "--warmup", "1"]
+    assert main([*args, "--write-baseline", str(base)]) == 0
+    data = json.loads(base.read_text())
+    (entry,) = data["classes"].values()
+    assert 0 < entry["ratio"] < 1  # INT8 is faster than FP32 on every x86 class
+    data["classes"] = {"some-other-class": entry}  # only another class has a baseline
+    base.write_text(json.dumps(data))
+    summary = tmp_path / "summary.md"
+    assert main([*args, "--baseline", str(base), "--summary", str(summary)]) == 0
+    assert "no baseline for CPU class" in summary.read_text()
     assert main(["bench", "--onnx", "nope"]) == 2
     assert "use NAME=PATH" in capsys.readouterr().err
