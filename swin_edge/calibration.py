@@ -97,11 +97,27 @@ def find_images(root: str | Path) -> tuple[list[tuple[Path, int | None]], list[s
     return items, classes, skipped
 
 
+# PIL modes of 16-bit grayscale PNGs: convert("RGB") clips them at 255, i.e. to white.
+# (16-bit RGB(A) PNGs open as 8-bit RGB(A), already scaled down by PIL.)
+_WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+
+
+def to_8bit(img):
+    """A 16-bit grayscale PIL image as 8-bit ``L`` scaled by 255/65535 (so it preprocesses
+    exactly like its 8-bit version, as PIL does for 16-bit RGB); other images unchanged."""
+    from PIL import Image
+
+    if img.mode not in _WIDE_MODES:
+        return img
+    v = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
+    return Image.fromarray(((v * 255 + 32767) // 65535).astype(np.uint8))  # mode L
+
+
 def preprocess_image(img, pp: PreprocessConfig) -> np.ndarray:
     """PIL image -> (3, H, W) float32: resize shorter side, center crop, normalize."""
     from PIL import Image
 
-    img = img.convert("RGB")
+    img = to_8bit(img).convert("RGB")
     w, h = img.size
     short = pp.resize_size
     if w <= h:
@@ -150,20 +166,9 @@ def load_images(
         items = sorted(random.Random(seed).sample(items, num_images), key=lambda t: str(t[0]))
     digest = _digest(items, pp, num_images, seed)
     cache = Path(cache_dir or default_cache_dir()) / f"images-{digest[:24]}.npz"
-    if use_cache and cache.is_file():
-        try:
-            with np.load(cache, allow_pickle=False) as z:
-                labels = z["labels"] if z["has_labels"] else None
-                return ImageSet(
-                    z["images"],
-                    labels,
-                    list(z["paths"]),
-                    classes,
-                    [tuple(s) for s in z["skipped"].reshape(-1, 2)],
-                    digest,
-                )
-        except Exception:  # a corrupt cache is rebuilt
-            log.warning("ignoring unreadable cache %s", cache)
+    if use_cache and (cached := _read_cache(cache, items, classes, pp)) is not None:
+        images_, labels_, paths_, skipped_ = cached
+        return ImageSet(images_, labels_, paths_, classes, skipped_, digest)
     images, labels, paths = [], [], []
     for path, label in items:
         try:
@@ -184,14 +189,65 @@ def load_images(
     lab = np.asarray(labels, np.int64) if classes else None
     result = ImageSet(arr, lab, paths, classes, skipped, digest)
     if use_cache:
+        _write_cache(cache, result)
+    return result
+
+
+def _read_cache(
+    cache: Path, items: list[tuple[Path, int | None]], classes: list[str], pp: PreprocessConfig
+) -> tuple[np.ndarray, np.ndarray | None, list[str], list[tuple[str, str]]] | None:
+    """A cache entry that fits this request exactly, else None (with a warning when the file
+    exists but is unreadable or does not fit: it is rebuilt)."""
+    if not cache.exists():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            images, labels, has_labels = z["images"], z["labels"], bool(z["has_labels"])
+            paths = [str(p) for p in z["paths"]]
+            skipped = [(str(a), str(b)) for a, b in z["skipped"].reshape(-1, 2)]
+    except Exception as e:  # a folder, truncated or foreign file, missing keys, ...
+        log.warning("ignoring unreadable image cache %s (%s); rebuilding", cache, type(e).__name__)
+        return None
+    n = len(paths)
+    fits = (
+        images.dtype == np.float32
+        and images.shape == (n, 3, pp.img_size, pp.img_size)
+        and n > 0
+        and len(set(paths)) == n
+        and set(paths) <= {str(p) for p, _ in items}
+        and has_labels == bool(classes)
+        and (
+            not has_labels
+            or labels.dtype == np.int64
+            and labels.shape == (n,)
+            and 0 <= labels.min() <= labels.max() < len(classes)
+        )
+    )
+    if not fits:
+        log.warning("ignoring image cache %s: it does not match these images; rebuilding", cache)
+        return None
+    return images, (labels if has_labels else None), paths, skipped
+
+
+def _write_cache(cache: Path, result: ImageSet) -> None:
+    """Save ``result`` atomically; an unwritable cache folder only costs a warning."""
+    try:
+        if cache.is_dir():
+            raise IsADirectoryError(21, "is a folder", str(cache))
         with atomic_path(cache) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(
                     f,
-                    images=arr,
-                    labels=lab if lab is not None else np.zeros(0, np.int64),
-                    has_labels=lab is not None,
-                    paths=np.asarray(paths),
-                    skipped=np.asarray(skipped, dtype=str).reshape(-1, 2),
+                    images=result.images,
+                    labels=result.labels if result.labels is not None else np.zeros(0, np.int64),
+                    has_labels=result.labels is not None,
+                    paths=np.asarray(result.paths),
+                    skipped=np.asarray(result.skipped, dtype=str).reshape(-1, 2),
                 )
-    return result
+    except OSError as e:
+        log.warning(
+            "could not write image cache %s (%s); continuing without it (set SWIN_EDGE_CACHE "
+            "to a writable folder)",
+            cache,
+            e.strerror or type(e).__name__,
+        )

@@ -7,7 +7,10 @@ import hashlib
 import importlib
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -15,13 +18,67 @@ from typing import Any
 
 from .errors import MissingDependencyError
 
+STALE_TEMP_SECONDS = 3600  # a temp file this old with no known live writer is debris
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+# what follows '.{name}.' in a temp name: '{pid}-{host}.' (absent in old names), mkstemp's part
+_TEMP_RE = re.compile(r"(?:(?P<pid>\d+)-(?P<host>[0-9a-f]{6})\.)?[A-Za-z0-9_]{6,}\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike, max_age_s: float = STALE_TEMP_SECONDS) -> int:
+    """Delete ``.{name}.{pid}-{host}.*.tmp`` siblings of ``path`` that an earlier, killed writer
+    left: their PID (on this host) is gone, or no live writer is known and they are older than
+    ``max_age_s`` (a day for a live PID: PIDs are reused). Returns the number removed."""
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = 0
+    now = time.time()
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return 0
+    for p in siblings:
+        m = _TEMP_RE.fullmatch(p.name[len(prefix) :])
+        if m is None:
+            continue
+        try:
+            age = now - p.lstat().st_mtime
+        except OSError:
+            continue
+        pid, host = m.group("pid"), m.group("host")
+        if pid and host == _HOST:
+            stale = not _pid_alive(int(pid)) or age > 24 * max_age_s
+        else:  # another host's, or an old-style name without a PID
+            stale = age > max_age_s
+        if stale:
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed += 1
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The temp name carries the writer's PID and host (``.{name}.{pid}-{host}.{random}.tmp``) so
+    that temps of killed earlier runs are recognised and removed (:func:`remove_stale_temps`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}-{_HOST}.", suffix=".tmp", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)

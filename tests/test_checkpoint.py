@@ -114,3 +114,48 @@ def test_non_swin_checkpoint(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(SwinEdgeError, match="not a Swin Transformer"):
         create_model("swin_tiny", checkpoint=str(path))
+
+
+@pytest.mark.parametrize("value, kind", [(float("nan"), "NaN"), (float("inf"), "Inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(
+    reference, small_cfg, tmp_path, value, kind
+):
+    state = dict(reference["timm_state"])
+    key = "layers.1.blocks.0.mlp.fc1.weight"
+    state[key] = state[key].clone()
+    state[key][0, 0] = value
+    path = tmp_path / "diverged.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(SwinEdgeError, match=f"diverged.pth' has {kind} in '{key}'; .*finite"):
+        create_model(small_cfg, checkpoint=str(path))
+
+
+def test_headless_checkpoint_loads_as_pooled_feature_model(reference, small_cfg, tmp_path):
+    state = {k: v for k, v in reference["timm_state"].items() if not k.startswith("head.")}
+    path = tmp_path / "backbone.pth"
+    torch.save(state, path)
+    model = create_model(small_cfg, checkpoint=str(path))
+    full = SwinTransformer(small_cfg).eval()
+    load_into(full, convert_state_dict(reference["timm_state"]))
+    x = reference["input"]
+    with torch.no_grad():
+        pooled = model(x)
+        expected = full.forward_features(x).reshape(len(x), -1, full.num_features).mean(1)
+    assert model.cfg.num_classes == 0 and pooled.shape == (len(x), full.num_features)
+    assert torch.allclose(pooled, expected, atol=1e-6)
+    assert len(create_model(small_cfg, checkpoint=str(path), features_only=True)(x)) == 3
+    with pytest.raises(SwinEdgeError, match="backbone.pth' has no classifier .*--features-only"):
+        create_model(small_cfg, checkpoint=str(path), num_classes=10)
+    full_path = tmp_path / "full.pth"
+    torch.save(reference["timm_state"], full_path)  # --num-classes 0 drops a classifier
+    dropped = create_model(small_cfg, checkpoint=str(full_path), num_classes=0)
+    with torch.no_grad():
+        assert torch.equal(dropped(x), pooled)
+
+
+def test_feature_backbone_without_final_norm_points_at_features_only(reference, small_cfg):
+    state = convert_state_dict(reference["timm_state"])
+    state = {k: v for k, v in state.items() if not k.startswith(("norm.", "head."))}
+    with pytest.raises(SwinEdgeError, match="missing keys: head.*pass --features-only"):
+        load_into(SwinTransformer(small_cfg), state, source="f.pth")
+    load_into(SwinTransformer(small_cfg, features_only=True), state, source="f.pth")

@@ -158,3 +158,24 @@ def test_exported_mask_keeps_softmax_weights_normal(tmp_path, monkeypatch, fill,
     if not below_normal:  # then no kernel has a reason to produce a denormal either
         found = sum(int(((p != 0) & (np.abs(p) < tiny)).sum()) for p in probs)
         assert found == 0, found
+
+
+def test_non_finite_outputs_fail_without_writing(tmp_path):
+    model = SwinTransformer(TINY).eval()
+    with torch.no_grad():
+        model.layers[1].blocks[0].mlp.fc1.weight[0, 0] = float("nan")
+    out = tmp_path / "m.onnx"
+    with pytest.raises(SwinEdgeError, match="m.onnx': the outputs are not finite .*nan"):
+        torch_to_onnx(model, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_headless_model_exports_pooled_features(tmp_path):
+    from dataclasses import replace
+
+    model = SwinTransformer(replace(TINY, num_classes=0)).eval()
+    res = torch_to_onnx(model, tmp_path / "h.onnx")
+    assert res.lint.ok and res.max_abs_diff <= 1e-4
+    out = onnx.load(str(res.path)).graph.output
+    assert [o.name for o in out] == ["features"]
+    assert [d.dim_value for d in out[0].type.tensor_type.shape.dim] == [1, model.num_features]

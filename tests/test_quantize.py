@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -193,3 +195,52 @@ def test_bad_recipe_and_missing_model(tmp_path, calib):
         QuantRecipe(engine="nncf", calibration="entropy")
     with pytest.raises(SwinEdgeError, match="does not exist"):
         quantize_onnx(tmp_path / "none.onnx", tmp_path / "o.onnx", calib, QuantRecipe())
+
+
+@pytest.mark.parametrize("engine", ["ort", "nncf"])
+def test_quantize_writes_nothing_beside_a_read_only_input(fp32, calib, tmp_path, engine):
+    src = tmp_path / "ro"
+    src.mkdir()
+    model = src / "model.onnx"
+    shutil.copy(fp32, model)
+    # ORT's own scratch name beside the input, taken by a folder: writing it there fails
+    (src / "model-inferred.onnx").mkdir()
+    out = tmp_path / "out"
+    src.chmod(0o555)  # refuses writes for non-root users; as root the listing checks it
+    try:
+        for i in range(2):  # two quantizations of models in one folder must not collide
+            quantize_onnx(model, out / f"q{i}.onnx", calib[:4], QuantRecipe(engine=engine))
+    finally:
+        src.chmod(0o755)
+    assert sorted(p.name for p in src.iterdir()) == ["model-inferred.onnx", "model.onnx"]
+    assert not any((src / "model-inferred.onnx").iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ["q0.onnx", "q1.onnx"]
+
+
+def test_quantize_refuses_its_own_input_as_output(fp32, calib, tmp_path):
+    model = tmp_path / "m.onnx"
+    shutil.copy(fp32, model)
+    before = model.read_bytes()
+    (tmp_path / "link.onnx").symlink_to(model)
+    for out in (model, tmp_path / "." / "m.onnx", tmp_path / "link.onnx"):
+        with pytest.raises(SwinEdgeError, match="is the input model"):
+            quantize_onnx(model, out, calib[:2], QuantRecipe())
+    with pytest.raises(SwinEdgeError, match="is a folder"):
+        quantize_onnx(model, tmp_path, calib[:2], QuantRecipe())
+    assert model.read_bytes() == before
+
+
+def test_quantize_refuses_quantized_and_non_image_models_up_front(fp32, calib, tmp_path):
+    int8 = quantize_onnx(fp32, tmp_path / "int8.onnx", calib[:2], QuantRecipe()).path
+    with pytest.raises(SwinEdgeError, match="already quantized .*QuantizeLinear.*export"):
+        quantize_onnx(int8, tmp_path / "again.onnx", calib[:2], QuantRecipe())
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 10])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 10])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    flat = tmp_path / "flat.onnx"
+    onnx.save(onnx.helper.make_model(graph), str(flat))
+    with pytest.raises(SwinEdgeError, match=r"flat.onnx' input 'x' is float \(1, 10\); expected"):
+        quantize_onnx(flat, tmp_path / "f8.onnx", calib[:2], QuantRecipe())
+    with pytest.raises(SwinEdgeError, match=r"shape \(3, 32, 32\).*takes \(3, 64, 64\)"):
+        quantize_onnx(fp32, tmp_path / "s.onnx", calib[:2, :, :32, :32], QuantRecipe())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.onnx", "int8.onnx"]

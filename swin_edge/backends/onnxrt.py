@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from ..errors import SwinEdgeError
+from ..onnx_check import check_image_model
 from ..utils import lazy_import
 from .timing import LatencyStats
 
@@ -57,7 +59,11 @@ class OnnxrtRunner:
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }
         so.graph_optimization_level = levels[self.config.optimization]
-        source = self._lowered_bytes() if self.config.lower_int8 else None
+        source = None
+        model = self._read_model()
+        if model is not None:  # an unreadable file is left for ONNX Runtime to report
+            check_image_model(model, self.model_path)
+            source = self._lowered_bytes(model) if self.config.lower_int8 else None
         try:
             self.session = ort.InferenceSession(
                 source or str(self.model_path), so, providers=list(self.config.providers)
@@ -79,16 +85,17 @@ class OnnxrtRunner:
             "lowered_gemms": self.lowered_gemms,
         }
 
-    def _lowered_bytes(self) -> bytes | None:
-        """The model with its Q/DQ Gemms lowered, or None when there is nothing to lower."""
-        import onnx
+    def _read_model(self) -> onnx.ModelProto | None:
+        """The ONNX graph without external weights, or None when it cannot be parsed."""
+        try:
+            return onnx.load(str(self.model_path), load_external_data=False)
+        except Exception:
+            return None
 
+    def _lowered_bytes(self, model: onnx.ModelProto) -> bytes | None:
+        """``model`` (modified) with its Q/DQ Gemms lowered, or None when there is none."""
         from .onnxrt_lowering import has_int8_gemms, lower_int8_gemms
 
-        try:
-            model = onnx.load(str(self.model_path), load_external_data=False)
-        except Exception:
-            return None  # let ONNX Runtime report the unreadable file
         if not has_int8_gemms(model):
             return None
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):

@@ -47,7 +47,7 @@ class ExportResult:
 def _output_names(model: SwinTransformer) -> list[str]:
     if model.features_only:
         return [f"stage{i + 1}" for i in range(model.cfg.num_stages)]
-    return ["logits"]
+    return ["features"] if model.cfg.num_classes == 0 else ["logits"]
 
 
 def torch_to_onnx(
@@ -97,6 +97,11 @@ def torch_to_onnx(
         onnx.save(proto, str(tmp))
         if verify:
             diff = _max_abs_diff(model, tmp, x)
+            if not np.isfinite(diff):  # raising here leaves nothing written
+                raise SwinEdgeError(
+                    f"export of '{model.cfg.name}' to '{path}': the outputs are not finite "
+                    f"(max diff vs PyTorch {diff}); check the checkpoint's weights"
+                )
     return ExportResult(path, report, diff)
 
 

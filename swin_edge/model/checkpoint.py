@@ -39,7 +39,27 @@ def read_state_dict(path: str | Path) -> StateDict:
         raise SwinEdgeError(
             f"checkpoint '{path}' holds no state_dict of tensors; save model.state_dict()"
         )
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    check_finite(state, path)
+    return state
+
+
+def check_finite(state: StateDict, source: str | Path = "<state_dict>") -> None:
+    """Refuse weights holding NaN or Inf, naming the first such tensor (in the file's order)."""
+    bad = [
+        k
+        for k, v in state.items()
+        if v.is_floating_point() or v.is_complex()
+        if not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        v = state[bad[0]]
+        kind = "NaN" if bool(torch.isnan(v).any()) else "Inf"
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise SwinEdgeError(
+            f"checkpoint '{source}' has {kind} in '{bad[0]}'{more}; the weights are corrupt or "
+            "from a diverged run: pass a checkpoint with finite weights"
+        )
 
 
 def detect_format(state: StateDict) -> str:
@@ -110,8 +130,14 @@ def load_checkpoint(path: str | Path) -> tuple[StateDict, str]:
 
 
 def num_classes_of(state: StateDict) -> int | None:
+    """Classifier size of a converted state dict; None without head weights."""
     w = state.get("head.fc.weight")
     return int(w.shape[0]) if w is not None else None
+
+
+def is_headless(state: StateDict) -> bool:
+    """A ``num_classes=0`` backbone (timm ``num_classes=0``): final norm, no classifier."""
+    return "norm.weight" in state and not any(k.startswith("head.") for k in state)
 
 
 def _short(keys: list[str], n: int = 6) -> str:
@@ -127,6 +153,8 @@ def load_into(
     unexpected = sorted(set(state) - set(own))
     if getattr(model, "features_only", False):
         unexpected = [k for k in unexpected if not k.startswith(("norm.", "head."))]
+    elif getattr(getattr(model, "cfg", None), "num_classes", None) == 0:  # classifier dropped
+        unexpected = [k for k in unexpected if not k.startswith("head.")]
     shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or shape:
         parts = []
@@ -140,9 +168,17 @@ def load_into(
                 f"shape mismatch for {len(shape)} keys, e.g. {k}: checkpoint "
                 f"{tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
             )
+        fix = "pick the --model variant (and --img-size/--window-size) it was trained with"
+        if (
+            missing
+            and not unexpected
+            and not shape
+            and all(k.startswith(("norm.", "head.")) for k in missing)
+        ):
+            fix = "it is a feature backbone (no final norm/classifier): pass --features-only"
         raise SwinEdgeError(
             f"checkpoint '{source}' ({fmt or 'unknown'} format) does not match the model: "
             + "; ".join(parts)
-            + "; pick the --model variant (and --img-size/--window-size) it was trained with"
+            + f"; {fix}"
         )
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)

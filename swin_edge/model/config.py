@@ -74,6 +74,11 @@ class SwinConfig:
         return [self.embed_dim * 2**i for i in range(self.num_stages)]
 
     def validate(self) -> None:
+        if self.num_classes < 0:
+            raise SwinEdgeError(
+                f"model '{self.name}': num_classes {self.num_classes}; use a count >= 1, or 0 for "
+                "a headless model that outputs pooled features"
+            )
         if len(self.depths) != len(self.num_heads) or not self.depths:
             raise SwinEdgeError(
                 f"model '{self.name}': depths {self.depths} and num_heads {self.num_heads} must be "

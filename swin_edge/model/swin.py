@@ -307,15 +307,17 @@ class SwinStage(nn.Module):
 
 
 class ClassifierHead(nn.Module):
-    """Global average pool over the tokens, then a linear classifier (timm's layout)."""
+    """Global average pool over the tokens, then a linear classifier (timm's layout);
+    ``num_classes=0`` leaves the classifier out: the output is the pooled features (B, C)."""
 
     def __init__(self, dim: int, num_classes: int, num_tokens: int) -> None:
         super().__init__()
         self.num_tokens = num_tokens
-        self.fc = nn.Linear(dim, num_classes)
+        self.dim = dim
+        self.fc = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:  # (B * L, C)
-        return self.fc(x.reshape(-1, self.num_tokens, self.fc.in_features).mean(dim=1))
+        return self.fc(x.reshape(-1, self.num_tokens, self.dim).mean(dim=1))
 
 
 class SwinTransformer(nn.Module):

@@ -56,7 +56,8 @@ def create_model(
     """Build a model in eval mode, optionally loading any supported checkpoint format.
 
     ``None`` overrides mean "not given"; without a ``num_classes`` override the checkpoint's
-    classifier size is used.
+    classifier size is used, and a headless checkpoint (no classifier weights, timm's
+    ``num_classes=0``) gives a headless model whose output is the pooled features.
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     cfg = name if isinstance(name, SwinConfig) else variant_config(name, **overrides)
@@ -64,10 +65,18 @@ def create_model(
         cfg = replace(cfg, **overrides)
     state = None
     if checkpoint is not None:
-        from .checkpoint import load_checkpoint, load_into, num_classes_of
+        from .checkpoint import is_headless, load_checkpoint, load_into, num_classes_of
 
         state, fmt = load_checkpoint(checkpoint)
         n = num_classes_of(state)
+        if is_headless(state) and not features_only:
+            if overrides.get("num_classes", 0) != 0:
+                raise SwinEdgeError(
+                    f"checkpoint '{checkpoint}' has no classifier weights (a num_classes=0 "
+                    f"backbone), so --num-classes {overrides['num_classes']} cannot be loaded; "
+                    "drop --num-classes to export its pooled features, or pass --features-only"
+                )
+            n = 0
         if n is not None and "num_classes" not in overrides and n != cfg.num_classes:
             cfg = replace(cfg, num_classes=n)
     model = SwinTransformer(cfg, features_only=features_only)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SwinEdgeError
+from ..onnx_check import check_image_model_file
 from .common import QuantResult, check_symmetric_int8
 from .placement import Placement, plan_placement
 from .recipe import QuantRecipe
@@ -15,11 +16,26 @@ from .recipe import QuantRecipe
 def quantize_onnx(
     fp32_path: str | Path, out_path: str | Path, images: np.ndarray, recipe: QuantRecipe
 ) -> QuantResult:
-    """FP32 ONNX + calibration images (N, 3, H, W) -> Q/DQ INT8 ONNX written atomically."""
-    if not Path(fp32_path).is_file():
-        raise SwinEdgeError(f"'{fp32_path}' does not exist; run `python -m swin_edge export` first")
+    """FP32 ONNX + calibration images (N, 3, H, W) -> Q/DQ INT8 ONNX written atomically.
+
+    Refused up front: an input that is not a float image model or is already quantized, an
+    output that is the input file, and images whose shape does not match the model's input.
+    """
+    info = check_image_model_file(fp32_path, allow_quantized=False)
+    out = Path(out_path)
+    if out.exists() and out.samefile(fp32_path):  # same file, or a link to it
+        raise SwinEdgeError(
+            f"output '{out_path}' is the input model '{fp32_path}'; pass a different --out"
+        )
+    if out.is_dir():
+        raise SwinEdgeError(f"output '{out_path}' is a folder; pass a file like model.int8.onnx")
     if len(images) == 0:
         raise SwinEdgeError("no calibration images; pass --calib-dir with JPEG/PNG files")
+    if images.ndim != 4 or tuple(images.shape[1:]) != info.input_shape[1:]:
+        raise SwinEdgeError(
+            f"calibration images have shape {tuple(images.shape[1:])} per image but "
+            f"'{fp32_path}' takes {info.input_shape[1:]}; preprocess with the model's config"
+        )
     if recipe.engine == "nncf":
         from .nncf_engine import onnx_to_int8_nncf
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ..errors import SwinEdgeError
 from ..utils import atomic_path, lazy_import
 from .common import QuantResult, check_symmetric_int8, input_info, iter_batches, qdq_summary
 from .placement import GEMM_OPS, MOVE_OPS, plan_placement
@@ -91,27 +92,37 @@ def onnx_to_int8_ort(
         extra.update(
             ForceQuantizeNoInputCheck=True, OpTypesToExcludeOutputQuantization=sorted(GEMM_OPS)
         )
-    with atomic_path(out_path) as tmp, _histogram_bins(recipe.histogram_bins), _quiet():
-        q.quantize_static(
-            str(fp32_path),
-            str(tmp),
-            Reader(),
-            quant_format=q.QuantFormat.QDQ,
-            op_types_to_quantize=op_types,
-            nodes_to_quantize=plan.quantize,
-            nodes_to_exclude=plan.keep_float,
-            per_channel=recipe.per_channel,
-            activation_type=act,
-            weight_type=q.QuantType.QInt8,
-            calibrate_method=method,
-            calibration_providers=["CPUExecutionProvider"],
-            extra_options=extra,
-            use_external_data_format=False,
-        )
-        qmodel = onnx.load(str(tmp))
-        if bypass_float_consumers(qmodel, set(plan.quantize)):
-            onnx.save(qmodel, str(tmp))
-        if recipe.target == "tensorrt":
-            check_symmetric_int8(qmodel)
-        counts = qdq_summary(qmodel)
+    # Hand ORT the ModelProto, not the path: given a path, ORT writes `<input>-inferred.onnx`
+    # beside the input (a fixed name: parallel runs collide, a read-only folder fails); given a
+    # proto, its scratch (inferred and augmented models) goes to its own TemporaryDirectory.
+    # ORT may move the proto's weights to external data there, so `model` is not used after.
+    try:
+        with atomic_path(out_path) as tmp, _histogram_bins(recipe.histogram_bins), _quiet():
+            q.quantize_static(
+                model,
+                str(tmp),
+                Reader(),
+                quant_format=q.QuantFormat.QDQ,
+                op_types_to_quantize=op_types,
+                nodes_to_quantize=plan.quantize,
+                nodes_to_exclude=plan.keep_float,
+                per_channel=recipe.per_channel,
+                activation_type=act,
+                weight_type=q.QuantType.QInt8,
+                calibrate_method=method,
+                calibration_providers=["CPUExecutionProvider"],
+                extra_options=extra,
+                use_external_data_format=False,
+            )
+            qmodel = onnx.load(str(tmp))
+            if bypass_float_consumers(qmodel, set(plan.quantize)):
+                onnx.save(qmodel, str(tmp))
+            if recipe.target == "tensorrt":
+                check_symmetric_int8(qmodel)
+            counts = qdq_summary(qmodel)
+    except OSError as e:  # full disk, unwritable output folder or TMPDIR
+        raise SwinEdgeError(
+            f"quantizing '{fp32_path}' could not write {e.filename or out_path} ({e.strerror}); "
+            "free disk space or make the --out folder and TMPDIR writable"
+        ) from None
     return QuantResult(Path(out_path), recipe, len(images), plan.quantize, plan.keep_float, counts)

@@ -1,4 +1,5 @@
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -46,3 +47,12 @@ def test_missing_and_corrupt_models(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(SwinEdgeError, match="ONNX Runtime cannot load '.*bad.onnx'"):
         OnnxrtRunner(bad).activate()
+
+
+def test_runner_refuses_models_that_are_not_image_models(tmp_path):
+    from ..test_onnx_check import image_model
+
+    path = tmp_path / "flat.onnx"
+    onnx.save(image_model(in_shape=(1, 8)), str(path))
+    with pytest.raises(SwinEdgeError, match=r"flat.onnx' input 'x' is float \(1, 8\); expected"):
+        OnnxrtRunner(path).activate()
