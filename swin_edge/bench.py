@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .backends.onnxrt import OnnxrtRunner, OrtConfig
+from .backends.timing import interleaved_benchmark
 from .cpu import CpuInfo, cpu_info, num_cores
 from .errors import SwinEdgeError
 from .utils import write_json_atomic
@@ -67,13 +68,9 @@ def interleaved_latency(
     }
     for r in runners.values():
         r.activate()
-    per_round: dict[str, list[float]] = {n: [] for n in models}
-    batch = 1
-    for _ in range(rounds):
-        for name, runner in runners.items():
-            stats = runner.benchmark(iterations=iterations, warmup=warmup)
-            per_round[name].append(stats.p50_ms)
-            batch = stats.batch_size
+    timing = interleaved_benchmark(runners, rounds, iterations, warmup)
+    per_round = {n: timing.p50s(n) for n in models}
+    batch = timing.rounds[next(iter(models))][0].batch_size
     return InterleavedResult(list(models), per_round, batch, threads, iterations)
 
 

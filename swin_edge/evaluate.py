@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .backends.timing import LatencyStats
+from .backends.timing import LatencyStats, interleaved_benchmark
 from .errors import SwinEdgeError
 from .metrics import Accuracy, Fidelity, accuracy, fidelity
+from .onnx_check import ImageModelInfo, check_image_model_file
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Evaluation:
     worst_layers: list[tuple[str, float]] = field(default_factory=list)
     recipe: dict[str, Any] | None = None
     runtime: dict[str, Any] | None = None  # how the runner ran it (e.g. ORT lowering)
+    speedup: dict[str, float | int] | None = None  # vs the reference, over interleaved rounds
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +52,7 @@ class Evaluation:
             "path": self.path,
             "size_mb": round(self.size_mb, 3),
             "latency": self.latency.to_dict() if self.latency else None,
+            "speedup": self.speedup,
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
             "fidelity": self.fidelity.to_dict() if self.fidelity else None,
             "worst_layers": [[n, round(v, 2)] for n, v in self.worst_layers],
@@ -59,6 +64,54 @@ class Evaluation:
 Runner = Any  # OnnxrtRunner | TrtRunner: infer_all(images) and benchmark(iterations, warmup)
 
 
+def _io_of(cand: Candidate) -> ImageModelInfo | None:
+    """Shapes of an ONNX candidate, or of the ONNX an engine was built from (its manifest
+    names it); None when an engine's source cannot be found (its runner checks it)."""
+    if cand.backend != "tensorrt":
+        return check_image_model_file(cand.path)
+    if not Path(cand.path).is_file():
+        raise SwinEdgeError(f"engine '{cand.path}' does not exist; build it with `engine` first")
+    try:
+        manifest = json.loads(Path(f"{cand.path}.json").read_text())
+        source = Path(cand.path).parent / manifest["onnx"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return check_image_model_file(source) if source.is_file() else None
+
+
+def check_candidates(
+    candidates: list[Candidate], images: np.ndarray, labels: np.ndarray | None = None
+) -> None:
+    """Refuse, before any inference, candidates that are not image models or whose input or
+    output shapes differ from the first (reference) one, and images or labels that do not fit."""
+    if not candidates:
+        raise SwinEdgeError("no models to evaluate; pass the FP32 reference model first")
+    infos = [_io_of(c) for c in candidates]
+    known = [(c, i) for c, i in zip(candidates, infos, strict=True) if i is not None]
+    if not known:
+        return
+    ref, ref_info = known[0]
+    for cand, info in known[1:]:
+        if not info.same_shapes(ref_info):
+            raise SwinEdgeError(
+                f"'{cand.path}' ({info.describe()}) does not match the reference '{ref.path}' "
+                f"({ref_info.describe()}); compare models exported from the same model with the "
+                "same --img-size and --num-classes"
+            )
+    if tuple(images.shape[1:]) != ref_info.input_shape[1:]:
+        raise SwinEdgeError(
+            f"the images are {tuple(images.shape[1:])} each but '{ref.path}' takes "
+            f"{ref_info.input_shape[1:]}; preprocess them with the model's config"
+        )
+    out = ref_info.output_shapes[0]
+    if labels is not None and len(labels) and len(out) == 2 and out[1] is not None:
+        if int(labels.max()) >= out[1]:
+            raise SwinEdgeError(
+                f"the evaluation folder has class index {int(labels.max())} but '{ref.path}' "
+                f"has {out[1]} outputs; class subfolders (sorted) must map to the model's classes"
+            )
+
+
 def evaluate(
     candidates: list[Candidate],
     images: np.ndarray,
@@ -67,38 +120,52 @@ def evaluate(
     iterations: int = 50,
     warmup: int = 10,
     progress: Callable[[str], None] | None = None,
+    rounds: int = 5,
 ) -> list[Evaluation]:
-    """Run every candidate; the first one is the FP32 reference for fidelity."""
+    """Run every candidate; the first one is the FP32 reference for fidelity and speedup.
+
+    Latency is measured in ``rounds`` interleaved rounds over all candidates (``iterations``
+    timed runs per candidate in all), and each speedup is the median of per-round ratios, so a
+    busy spell on a shared machine cannot make one model look faster than another."""
+    check_candidates(candidates, images, labels)  # before any inference
+    rounds = max(1, min(rounds, iterations))
     results: list[Evaluation] = []
     reference: np.ndarray | None = None
-    for cand in candidates:
-        if progress:
-            progress(f"evaluating {cand.name}")
-        with make_runner(cand) as runner:
+    with contextlib.ExitStack() as stack:
+        runners = {}
+        for i, cand in enumerate(candidates):  # keyed by position: names may repeat
+            if progress:
+                progress(f"evaluating {cand.name}")
+            runner = stack.enter_context(make_runner(cand))
+            runners[str(i)] = runner
             logits = runner.infer_all(images)
-            stats = runner.benchmark(iterations=iterations, warmup=warmup)
             runtime = runner.runtime_info() if hasattr(runner, "runtime_info") else None
-        ev = Evaluation(
-            cand.name,
-            cand.backend,
-            cand.precision,
-            str(cand.path),
-            os.path.getsize(cand.path) / 1e6,
-            stats,
-            recipe=cand.recipe,
-            runtime=runtime,
-        )
-        if labels is not None:
-            if labels.max() >= logits.shape[1]:
-                raise SwinEdgeError(
-                    f"the evaluation folder has class index {int(labels.max())} but "
-                    f"'{cand.path}' has {logits.shape[1]} outputs; class subfolders (sorted) "
-                    "must map to the model's classes"
-                )
-            ev.accuracy = accuracy(logits, labels)
-        if reference is None:
-            reference = logits
-        else:
-            ev.fidelity = fidelity(reference, logits)
-        results.append(ev)
+            ev = Evaluation(
+                cand.name,
+                cand.backend,
+                cand.precision,
+                str(cand.path),
+                os.path.getsize(cand.path) / 1e6,
+                recipe=cand.recipe,
+                runtime=runtime,
+            )
+            if labels is not None:
+                if labels.max() >= logits.shape[1]:
+                    raise SwinEdgeError(
+                        f"the evaluation folder has class index {int(labels.max())} but "
+                        f"'{cand.path}' has {logits.shape[1]} outputs; class subfolders (sorted) "
+                        "must map to the model's classes"
+                    )
+                ev.accuracy = accuracy(logits, labels)
+            if reference is None:
+                reference = logits
+            else:
+                ev.fidelity = fidelity(reference, logits)
+            results.append(ev)
+        if progress:
+            progress(f"timing {len(runners)} models in {rounds} interleaved rounds")
+        timing = interleaved_benchmark(runners, rounds, -(-iterations // rounds), warmup)
+    for i, ev in enumerate(results):
+        ev.latency = timing.pooled(str(i))
+        ev.speedup = timing.speedup(str(i), "0")
     return results

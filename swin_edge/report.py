@@ -14,10 +14,18 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def speedup_of(row: dict[str, Any], reference: dict[str, Any]) -> float:
+    """Speedup against the reference: the median of per-round ratios from interleaved rounds
+    when the report has them (reports before those: the ratio of the two p50s)."""
+    s = row.get("speedup")
+    if s:
+        return float(s["median"])
+    return reference["latency"]["p50_ms"] / row["latency"]["p50_ms"]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     rows = report["results"]
     ref = rows[0]
-    base = ref["latency"]["p50_ms"]
     labeled = ref.get("accuracy") is not None
     env = report.get("environment", {})
     lines = [
@@ -52,7 +60,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             _fmt(lat["p90_ms"], ".2f"),
             _fmt(lat["p99_ms"], ".2f"),
             _fmt(lat["throughput"], ".1f"),
-            f"{base / lat['p50_ms']:.2f}x",
+            f"{speedup_of(r, ref):.2f}x" + _spread(r),
             _fmt(r["size_mb"], ".1f"),
         ]
         if labeled:
@@ -71,10 +79,17 @@ def render_markdown(report: dict[str, Any]) -> str:
     for r in worst:
         lines += ["", f"Lowest per-layer SQNR in `{r['name']}`:", ""]
         lines += [f"- {name}: {db:.1f} dB" for name, db in r["worst_layers"]]
+    rounds = (ref.get("speedup") or {}).get("rounds")
     lines += [
         "",
-        "Latency: batch {}, {} warm-up runs then {} timed runs (p50/p90/p99).".format(
-            ref["latency"]["batch_size"], ref["latency"]["warmup"], ref["latency"]["iterations"]
+        "Latency: batch {}, {} warm-up runs then {} timed runs (p50/p90/p99){}.".format(
+            ref["latency"]["batch_size"],
+            ref["latency"]["warmup"],
+            ref["latency"]["iterations"],
+            f", in {rounds} interleaved rounds over all models; speedup = median of per-round "
+            "p50 ratios to the first row (range in brackets)"
+            if rounds
+            else "",
         ),
     ]
     for r in rows:
@@ -90,6 +105,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("notes"):
         lines += [""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _spread(row: dict[str, Any]) -> str:
+    s = row.get("speedup")
+    if not s or s.get("rounds", 1) < 2 or s["min"] == s["max"]:
+        return ""
+    return f" ({s['min']:.2f}-{s['max']:.2f})"
 
 
 def render_chart(report: dict[str, Any], path: str | Path) -> Path:
@@ -124,7 +146,8 @@ def render_chart(report: dict[str, Any], path: str | Path) -> Path:
     y = range(len(rows))
     ax1.barh(y, p50, xerr=[[0] * len(rows), err_hi], color=colors, capsize=3)
     for i, (v, e) in enumerate(zip(p50, err_hi, strict=True)):
-        ax1.text(v + e, i, f"  {v:.1f} ms ({p50[0] / v:.2f}x)", va="center", fontsize=8)
+        x = speedup_of(rows[i], rows[0])
+        ax1.text(v + e, i, f"  {v:.1f} ms ({x:.2f}x)", va="center", fontsize=8)
     ax1.set_yticks(list(y), names)
     ax1.invert_yaxis()
     ax1.set_xlabel("latency p50 (ms), whisker to p99")
