@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ class BuildConfig:
     threads: int = 0
     iterations: int = 50
     warmup: int = 10
+    rounds: int = 5
     worst_layers: int = 5
     workspace_mb: int = 2048
     optimization_level: int = 3
@@ -51,6 +53,8 @@ class BuildConfig:
             raise SwinEdgeError(f"--target {self.target!r}: choose auto, cpu or tensorrt")
         if self.iterations < 1 or self.warmup < 0:
             raise SwinEdgeError("--iterations must be >= 1 and --warmup >= 0")
+        if self.rounds < 1:
+            raise SwinEdgeError(f"--rounds {self.rounds}: use at least 1 (at most --iterations)")
 
     @property
     def out_dir(self) -> Path:
@@ -100,15 +104,14 @@ def _progress(enabled: bool) -> Iterator[Any]:
 
 
 def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
-    from .bench import environment
+    """Run the pipeline into ``cfg.out_dir``: every input is checked before any work, and the
+    run folder is replaced whole at the end (see :mod:`~swin_edge.run_folder`)."""
     from .calibration import load_images
-    from .evaluate import Candidate, evaluate
-    from .export import ExportConfig, torch_to_onnx
     from .model import create_model
+    from .run_folder import check_run_folder, staged_run_folder
 
+    check_run_folder(cfg.out_dir)
     target = resolve_target(cfg.target, cfg.precision)
-    out = cfg.out_dir
-    res = BuildResult(out, target)
     model = create_model(
         cfg.model,
         checkpoint=cfg.checkpoint,
@@ -117,14 +120,37 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
         num_classes=cfg.num_classes,
     )
     pp = model.cfg.preprocess
+    # Image folders are read before the slow steps: a bad one fails in seconds.
+    eval_set = load_images(cfg.eval_dir, pp, cfg.num_eval)
+    calib = load_images(cfg.calib_dir, pp, cfg.num_calib) if cfg.precision == "int8" else None
+    with staged_run_folder(cfg.out_dir) as stage:
+        cache = cfg.out_dir / "timing.cache"
+        if target == "tensorrt" and cache.is_file():  # TensorRT's timings carry over
+            shutil.copy2(cache, stage / cache.name)
+        res = _build_into(stage, cfg, target, model, eval_set, calib, progress)
+    final = cfg.out_dir
+    res.out_dir = final
+    res.artifacts = {k: str(final / Path(v).name) for k, v in res.artifacts.items()}
+    return res
+
+
+def _build_into(
+    out: Path, cfg: BuildConfig, target: str, model, eval_set, calib, progress: bool
+) -> BuildResult:
+    from .bench import environment
+    from .evaluate import Candidate, evaluate
+    from .export import ExportConfig, torch_to_onnx
+    from .utils import sha256_file
+
+    res = BuildResult(out, target)
     notes = []
     if cfg.checkpoint is None:
         notes.append(
             "no --checkpoint given: random weights, so accuracy figures are only "
             "fidelity to FP32; pass a Microsoft/timm/torchvision checkpoint"
         )
-    # Fail on bad image folders before the slow steps.
-    eval_set = load_images(cfg.eval_dir, pp, cfg.num_eval)
+    if calib is not None and calib.skipped:
+        notes.append(f"{len(calib.skipped)} calibration files skipped (see log)")
     with _progress(progress) as bar:
 
         def step(name: str) -> None:
@@ -139,11 +165,6 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
         )
         res.artifacts["onnx_fp32"] = str(fp32.path)
         step("calibrate")
-        calib = None
-        if cfg.precision == "int8":
-            calib = load_images(cfg.calib_dir, pp, cfg.num_calib)
-            if calib.skipped:
-                notes.append(f"{len(calib.skipped)} calibration files skipped (see log)")
         step("quantize")
         int8_path = None
         recipe = None
@@ -168,7 +189,7 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
         step("engine")
         cands = [Candidate("onnxruntime-fp32", "onnxruntime", "fp32", fp32.path)]
         if target == "tensorrt":
-            cands += _engines(cfg, fp32.path, int8_path, calib.digest if calib else None, res)
+            cands += _engines(cfg, out, fp32.path, int8_path, calib.digest if calib else None, res)
         elif int8_path is not None:
             cands.append(
                 Candidate("onnxruntime-int8", "onnxruntime", "int8", int8_path, asdict(recipe))
@@ -181,12 +202,15 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
             _runner_factory(cfg),
             cfg.iterations,
             cfg.warmup,
+            rounds=cfg.rounds,
         )
         if int8_path is not None and cfg.worst_layers:
             from .layerwise import per_layer_sqnr
 
             worst = per_layer_sqnr(fp32.path, int8_path, eval_set.images[:8], cfg.threads)
             evals[-1].worst_layers = worst[: cfg.worst_layers]
+        for e in evals:  # paths inside the run folder, which is staged and moved at the end
+            e.path = Path(e.path).name
         step("report")
         from .report import write_report
 
@@ -215,6 +239,10 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
                 if calib
                 else None
             ),
+            "artifacts": {
+                k: {"file": Path(v).name, "sha256": sha256_file(v)}
+                for k, v in res.artifacts.items()
+            },
             "results": [e.to_dict() for e in evals],
             "environment": environment(),
             "notes": notes,
@@ -226,12 +254,16 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
 
 
 def _engines(
-    cfg: BuildConfig, fp32: Path, int8: Path | None, calib_sha: str | None, res: BuildResult
+    cfg: BuildConfig,
+    out: Path,
+    fp32: Path,
+    int8: Path | None,
+    calib_sha: str | None,
+    res: BuildResult,
 ) -> list:
     from .backends.tensorrt import TrtBuildConfig, onnx_to_engine, onnx_to_fp16
     from .evaluate import Candidate
 
-    out = cfg.out_dir
     cands = []
     sources = {"fp32": fp32}
     if cfg.precision == "fp16":
