@@ -23,7 +23,7 @@ class Candidate:
     """A model to evaluate: ``name`` like ``onnxruntime-int8``; ``path`` to ONNX or engine."""
 
     name: str
-    backend: str  # onnxruntime | tensorrt
+    backend: str  # onnxruntime | openvino | tensorrt
     precision: str  # fp32 | fp16 | int8
     path: Path
     recipe: dict[str, Any] | None = None
@@ -67,6 +67,8 @@ Runner = Any  # OnnxrtRunner | TrtRunner: infer_all(images) and benchmark(iterat
 def _io_of(cand: Candidate) -> ImageModelInfo | None:
     """Shapes of an ONNX candidate, or of the ONNX an engine was built from (its manifest
     names it); None when an engine's source cannot be found (its runner checks it)."""
+    if Path(cand.path).suffix == ".xml":  # OpenVINO IR: its runner checks the shapes
+        return None
     if cand.backend != "tensorrt":
         return check_image_model_file(cand.path)
     if not Path(cand.path).is_file():

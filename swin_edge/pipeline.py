@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sys
 from collections.abc import Iterator
@@ -10,10 +11,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import __version__
 from .errors import SwinEdgeError
 
 STAGES = ("export", "calibrate", "quantize", "engine", "evaluate", "report")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,15 @@ class BuildConfig:
     workspace_mb: int = 2048
     optimization_level: int = 3
     dla_core: int | None = None
+    runtime: str | None = None  # CPU: pin ort | openvino instead of timing both
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "fp16", "int8"):
-            raise SwinEdgeError(f"--precision {self.precision!r}: choose fp32, fp16 or int8")
+        if self.precision not in PRECISIONS:
+            raise SwinEdgeError(
+                f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
+            )
+        if self.runtime not in (None, "ort", "openvino"):
+            raise SwinEdgeError(f"--runtime {self.runtime!r}: choose ort or openvino")
         if self.target not in ("auto", "cpu", "tensorrt"):
             raise SwinEdgeError(f"--target {self.target!r}: choose auto, cpu or tensorrt")
         if self.iterations < 1 or self.warmup < 0:
@@ -80,7 +89,12 @@ def resolve_target(target: str, precision: str) -> str:
         import_tensorrt()  # a clear error naming the fix when it is missing
     if target == "cpu" and precision == "fp16":
         raise SwinEdgeError(
-            "--precision fp16 needs TensorRT (--target tensorrt); on the CPU use fp32 or int8"
+            "--precision fp16 needs TensorRT (--target tensorrt); on the CPU use fp32, bf16 or int8"
+        )
+    if target == "tensorrt" and precision == "bf16":
+        raise SwinEdgeError(
+            "--precision bf16 is a CPU precision (OpenVINO on AMX/AVX512-BF16); on TensorRT "
+            "use fp16 or int8, or pass --target cpu"
         )
     return target
 
@@ -112,6 +126,10 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
 
     check_run_folder(cfg.out_dir)
     target = resolve_target(cfg.target, cfg.precision)
+    if target == "cpu":  # bf16 without BF16 hardware, a pinned runtime that is missing, ...
+        from .runtime_select import cpu_candidates
+
+        cpu_candidates(cfg.precision, "model.onnx", "model.int8.onnx", runtime=cfg.runtime)
     model = create_model(
         cfg.model,
         checkpoint=cfg.checkpoint,
@@ -188,18 +206,31 @@ def _build_into(
                 res.artifacts["onnx_int8_ort"] = str(ort_path)
         step("engine")
         cands = [Candidate("onnxruntime-fp32", "onnxruntime", "fp32", fp32.path)]
+        selection, chosen_name = None, None
         if target == "tensorrt":
             cands += _engines(cfg, out, fp32.path, int8_path, calib.digest if calib else None, res)
-        elif int8_path is not None:
-            cands.append(
-                Candidate("onnxruntime-int8", "onnxruntime", "int8", int8_path, asdict(recipe))
-            )
+        else:
+            bar.set_postfix_str("select CPU runtime")
+            selection = _select_cpu_runtime(cfg, out, fp32.path, int8_path, res, notes)
+            chosen = selection.chosen
+            if not (chosen.runtime == "ort" and cfg.precision == "fp32"):
+                backend = "onnxruntime" if chosen.runtime == "ort" else "openvino"
+                chosen_name = f"{backend}-{cfg.precision}"
+                cands.append(
+                    Candidate(
+                        chosen_name,
+                        backend,
+                        cfg.precision,
+                        Path(chosen.model),
+                        asdict(recipe) if recipe else None,
+                    )
+                )
         step("evaluate")
         evals = evaluate(
             cands,
             eval_set.images,
             eval_set.labels,
-            _runner_factory(cfg),
+            _runner_factory(cfg, selection, chosen_name),
             cfg.iterations,
             cfg.warmup,
             rounds=cfg.rounds,
@@ -244,6 +275,9 @@ def _build_into(
                 for k, v in res.artifacts.items()
             },
             "results": [e.to_dict() for e in evals],
+            "runtime_selection": (
+                json.loads((out / "deploy.json").read_text()) if selection else None
+            ),
             "environment": environment(),
             "notes": notes,
         }
@@ -287,7 +321,62 @@ def _engines(
     return cands
 
 
-def _runner_factory(cfg: BuildConfig):
+def _select_cpu_runtime(
+    cfg: BuildConfig, out: Path, fp32: Path, int8: Path | None, res: BuildResult, notes: list
+):
+    """Time every CPU runtime/variant/thread count for the precision asked for (interleaved
+    rounds, as TensorRT times tactics), keep the fastest, write ``deploy.json``; where the CPU
+    has hardware BF16 and the precision is not bf16, say what bf16 would give."""
+    import dataclasses
+
+    from .cpu import cpu_info
+    from .runtime_select import (
+        cpu_candidates,
+        deploy_environment,
+        measure,
+        select_cpu_runtime,
+        write_deploy_manifest,
+    )
+
+    threads = [cfg.threads] if cfg.threads else None
+    iterations = max(3, cfg.iterations // cfg.rounds)
+    sel = select_cpu_runtime(
+        cfg.precision, fp32, int8, cfg.runtime, threads, cfg.rounds, iterations, cfg.warmup
+    )
+    if sel.chosen.runtime == "openvino":  # deploy OpenVINO's own format beside the ONNX
+        from .backends.openvino import onnx_to_openvino_ir
+
+        name = "model.int8-cpu.xml" if cfg.precision == "int8" else "model.fp32.xml"
+        xml = onnx_to_openvino_ir(sel.chosen.model, out / name)
+        res.artifacts["openvino_xml"] = str(xml)
+        res.artifacts["openvino_bin"] = str(xml.with_suffix(".bin"))
+        sel = dataclasses.replace(sel, chosen=dataclasses.replace(sel.chosen, model=str(xml)))
+    info = cpu_info()
+    manifest = write_deploy_manifest(out / "deploy.json", sel, info, deploy_environment())
+    res.artifacts["deploy_manifest"] = str(manifest)
+    notes.append(
+        f"CPU runtime: {sel.chosen.key} chosen for {cfg.precision} on {info.model} "
+        f"({info.cpu_class}), fastest of {len(sel.results)} candidates in interleaved rounds "
+        "(deploy.json lists them)"
+    )
+    if info.has_bf16 and cfg.precision != "bf16" and cfg.runtime in (None, "openvino"):
+        try:
+            bf16 = cpu_candidates("bf16", fp32, threads=[sel.chosen.threads])
+        except SwinEdgeError:
+            bf16 = []  # OpenVINO is not installed
+        if bf16:
+            m = measure([sel.chosen, *bf16], cfg.rounds, iterations, cfg.warmup)
+            if bf16[0].key in m.timings:
+                r = np.asarray(m.timings[bf16[0].key]) / np.asarray(m.timings[sel.chosen.key])
+                notes.append(
+                    f"this CPU has hardware BF16: --precision bf16 (OpenVINO, no calibration) "
+                    f"would take {float(np.median(r)):.2f}x the latency of the chosen "
+                    f"{cfg.precision} model ({sel.chosen.key}), in {cfg.rounds} interleaved rounds"
+                )
+    return sel
+
+
+def _runner_factory(cfg: BuildConfig, selection=None, chosen_name: str | None = None):
     from .backends.onnxrt import OnnxrtRunner, OrtConfig
 
     def make(c):
@@ -295,6 +384,10 @@ def _runner_factory(cfg: BuildConfig):
             from .backends.tensorrt import TrtRunner
 
             return TrtRunner(c.path, batch_size=cfg.batch)
+        if selection is not None and c.name == chosen_name:
+            from .runtime_select import make_runner
+
+            return make_runner(selection)  # the runtime, variant and threads that won
         return OnnxrtRunner(c.path, OrtConfig(threads=cfg.threads))
 
     return make

@@ -101,10 +101,39 @@ def render_markdown(report: dict[str, Any]) -> str:
                 "MatMulIntegerToFloat (same arithmetic; `compare --no-lowering` runs the file "
                 "as written).",
             ]
+    lines += _selection_lines(report.get("runtime_selection"))
     lines += ["", "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items())]
     if report.get("notes"):
         lines += [""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _selection_lines(sel: dict[str, Any] | None) -> list[str]:
+    """The CPU runtime selection (``deploy.json``): every candidate against the chosen one."""
+    if not sel:
+        return []
+    cpu, chosen = sel.get("cpu", {}), sel["chosen"]
+    bench = sel.get("benchmark", {})
+    lines = [
+        "",
+        f"CPU runtime selection on {cpu.get('model', '?')} (class `{cpu.get('class', '?')}`): "
+        f"**{chosen['runtime']}/{chosen['variant']}/{chosen['threads']}t** deployed for "
+        f"{sel['precision']} (`deploy.json`); {bench.get('rounds', '?')} interleaved rounds of "
+        f"{bench.get('iterations', '?')} runs:",
+        "",
+        "| runtime | variant | threads | p50 ms (median of rounds) | latency vs chosen |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for c in sel.get("candidates", []):
+        cand = c["candidate"] if "candidate" in c else c
+        median = c.get("median_p50_ms")
+        rel = c.get("latency_vs_chosen")
+        lines.append(
+            f"| {cand['runtime']} | {cand['variant']} | {cand['threads']} | "
+            f"{_fmt(median, '.2f') if median else c.get('error') or '-'} | "
+            f"{_fmt(rel, '.2f') + 'x' if rel else '-'} |"
+        )
+    return lines
 
 
 def _spread(row: dict[str, Any]) -> str:

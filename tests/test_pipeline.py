@@ -42,22 +42,37 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
         ),
         progress=False,
     )
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    sel = report["runtime_selection"]
+    chosen = sel["chosen"]
+    assert {c["precision"] for c in sel["candidates"]} == {"int8"}  # never another precision
+    assert {(c["runtime"], c["variant"]) for c in sel["candidates"]} >= {
+        ("ort", "lowered"),
+        ("ort", "as-written"),
+    }
+    fastest = min(sel["candidates"], key=lambda c: c["median_p50_ms"])
+    assert chosen["key"] == fastest["key"] and fastest["latency_vs_chosen"] == 1.0
+    ir = ["model.int8-cpu.bin", "model.int8-cpu.xml"] if chosen["runtime"] == "openvino" else []
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert names == [
-        "model.int8-cpu.onnx",
-        "model.int8-cpu.ort.onnx",
-        "model.onnx",
-        "report.json",
-        "report.md",
-        "report.png",
-    ]
+    assert names == sorted(
+        [
+            "deploy.json",
+            "model.int8-cpu.onnx",
+            "model.int8-cpu.ort.onnx",
+            "model.onnx",
+            "report.json",
+            "report.md",
+            "report.png",
+            *ir,
+        ]
+    )
     ort_ops = {
         n.op_type
         for n in onnx.load(str(tmp_path / "run" / res.artifacts["onnx_int8_ort"])).graph.node
     }
     assert "MatMulIntegerToFloat" in ort_ops and "Gemm" not in ort_ops
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert [r["name"] for r in report["results"]] == ["onnxruntime-fp32", "onnxruntime-int8"]
+    backend = "onnxruntime" if chosen["runtime"] == "ort" else "openvino"
+    assert [r["name"] for r in report["results"]] == ["onnxruntime-fp32", f"{backend}-int8"]
     int8 = report["results"][1]
     assert int8["accuracy"]["count"] == 6 and 0 <= int8["accuracy"]["top1"] <= 1
     assert int8["fidelity"]["cosine"] > 0.9 and int8["worst_layers"]
@@ -65,8 +80,11 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
     assert report["data"]["labeled"] and report["data"]["classes"] == ["a", "b"]
     assert report["calibration"]["count"] == 6 and len(report["calibration"]["sha256"]) == 64
     md = (tmp_path / "run" / "report.md").read_text()
-    assert "| onnxruntime-int8 | onnxruntime | int8 |" in md and "top-1" in md
-    assert int8["runtime"]["lowered_gemms"] > 0 and "Gemms lowered to ONNX Runtime's" in md
+    assert f"| {backend}-int8 | {backend} | int8 |" in md and "top-1" in md
+    assert "CPU runtime selection on" in md and f"**{chosen['key']}**" in md
+    lowered = chosen["variant"] == "lowered"
+    assert (int8["runtime"].get("lowered_gemms", 0) > 0) is lowered
+    assert ("Gemms lowered to ONNX Runtime's" in md) is lowered
     assert (tmp_path / "run" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert res.target == "cpu"
 

@@ -1,0 +1,431 @@
+"""Build-time choice of the fastest CPU runtime on this machine, like TensorRT's tactic selection.
+
+Which CPU runtime is fastest depends on the CPU (GEMM ISA tier, core count) and the precision:
+ONNX Runtime runs a Q/DQ INT8 model as written (QGemm) or lowered (MatMulIntegerToFloat),
+OpenVINO runs it as int8 too, and the best thread count is not always "all cores". So every
+runtime/variant/thread count that can run the model at the asked precision is a
+:class:`CpuCandidate`; they are timed in interleaved rounds (:func:`measure`), the one with the
+lowest median per-round p50 wins (:func:`select`), and the choice, the CPU it was made on and
+every candidate's per-round times go to ``deploy.json`` (:func:`write_deploy_manifest`), from
+which :func:`make_runner` builds the chosen runner. Candidates never cross precisions: a faster
+bf16 or int8 model is a different model, not a faster way to run this one.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cpu import CpuInfo, cpu_info, num_cores
+from .errors import MissingDependencyError, SwinEdgeError
+from .utils import write_json_atomic
+
+RUNTIMES = ("ort", "openvino")  # also the tie-break order: ONNX Runtime needs no extra install
+PRECISIONS = ("fp32", "bf16", "int8")
+# (runtime, variant) pairs offered per precision, in tie-break order.
+VARIANTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "fp32": (("ort", "f32"), ("openvino", "f32")),
+    "bf16": (("openvino", "bf16"),),
+    "int8": (("ort", "lowered"), ("ort", "as-written"), ("openvino", "int8")),
+}
+MANIFEST_FORMAT = "swin_edge.cpu-deploy/1"
+MANIFEST_NAME = "deploy.json"
+OPENVINO_HINT = "pip install 'swin_edge[openvino]'"
+
+
+@dataclass(frozen=True)
+class CpuCandidate:
+    """One way to run the model: runtime, variant, precision, threads and the model file."""
+
+    runtime: str  # ort | openvino
+    variant: str  # ort: f32 | lowered | as-written; openvino: f32 | bf16 | int8
+    precision: str  # fp32 | bf16 | int8
+    threads: int
+    model: str
+
+    def __post_init__(self) -> None:
+        if (self.runtime, self.variant) not in VARIANTS.get(self.precision, ()):
+            raise SwinEdgeError(
+                f"no CPU candidate runs {self.precision} as {self.runtime}/{self.variant}"
+            )
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise SwinEdgeError(f"candidate threads {self.threads!r}: must be an int >= 1")
+
+    @property
+    def key(self) -> str:
+        """Unique name within one precision, e.g. ``ort/lowered/2t``."""
+        return f"{self.runtime}/{self.variant}/{self.threads}t"
+
+    def sort_key(self) -> tuple[int, int, int]:
+        """Tie-break order: fewer threads, then ONNX Runtime, then the variant order above."""
+        pairs = VARIANTS[self.precision]
+        return (
+            self.threads,
+            RUNTIMES.index(self.runtime),
+            pairs.index((self.runtime, self.variant)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "runtime": self.runtime,
+            "variant": self.variant,
+            "precision": self.precision,
+            "threads": self.threads,
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CpuCandidate:
+        return cls(d["runtime"], d["variant"], d["precision"], d["threads"], str(d["model"]))
+
+
+def thread_counts(cores: int) -> tuple[int, ...]:
+    """Thread counts worth trying: powers of two below ``cores``, and ``cores`` itself."""
+    if cores < 1:
+        raise SwinEdgeError(f"{cores} cores: need at least 1")
+    counts = {cores}
+    t = 1
+    while t < cores:
+        counts.add(t)
+        t *= 2
+    return tuple(sorted(counts))
+
+
+def cpu_candidates(
+    precision: str,
+    fp32_path: str | Path | None,
+    int8_path: str | Path | None = None,
+    cores: int | None = None,
+    openvino_available: bool | None = None,
+    has_bf16: bool | None = None,
+    runtime: str | None = None,
+    threads: Sequence[int] | None = None,
+) -> list[CpuCandidate]:
+    """Every candidate for ``precision`` (``None`` arguments are detected on this machine).
+
+    int8 (``int8_path``, the Q/DQ model): ONNX Runtime lowered and as written, OpenVINO int8;
+    fp32 (``fp32_path``): ONNX Runtime, OpenVINO f32; bf16 (``fp32_path``): OpenVINO bf16,
+    only on CPUs with hardware BF16. Each at :func:`thread_counts` (or ``threads``).
+    ``runtime`` pins one runtime (``--runtime ort|openvino``); OpenVINO candidates are left out
+    when it is not installed, unless it is pinned or needed (bf16): then that is an error.
+    """
+    if precision not in PRECISIONS:
+        raise SwinEdgeError(f"--precision {precision!r}: CPU runtimes take {', '.join(PRECISIONS)}")
+    if runtime is not None and runtime not in RUNTIMES:
+        raise SwinEdgeError(f"--runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+    model = int8_path if precision == "int8" else fp32_path
+    if model is None:
+        what = "the Q/DQ INT8 model" if precision == "int8" else "the FP32 model"
+        raise SwinEdgeError(f"{precision} CPU candidates need {what}; quantize or export first")
+    if has_bf16 is None:
+        has_bf16 = cpu_info().has_bf16
+    if precision == "bf16":
+        if not has_bf16:
+            raise SwinEdgeError(
+                "--precision bf16 needs a CPU with AMX-BF16 or AVX512-BF16 and this one has "
+                "neither; use --precision fp32 or int8"
+            )
+        if runtime == "ort":
+            raise SwinEdgeError(
+                "--precision bf16 runs on OpenVINO only (ONNX Runtime's CPU provider has no "
+                "bf16 kernels); use --runtime openvino or leave --runtime out"
+            )
+    pairs = [p for p in VARIANTS[precision] if runtime is None or p[0] == runtime]
+    if any(r == "openvino" for r, _ in pairs):
+        if openvino_available is None:
+            from .backends.openvino import openvino_available as probe
+
+            openvino_available = probe()
+        if not openvino_available:
+            if runtime == "openvino" or precision == "bf16":
+                why = "--runtime openvino" if runtime == "openvino" else "--precision bf16"
+                raise MissingDependencyError(
+                    f"{why} needs OpenVINO, which is not installed; {OPENVINO_HINT}"
+                )
+            pairs = [p for p in pairs if p[0] != "openvino"]
+    counts = tuple(threads) if threads else thread_counts(cores or num_cores())
+    return [
+        CpuCandidate(r, v, precision, t, str(model)) for t in sorted(set(counts)) for r, v in pairs
+    ]
+
+
+@dataclass
+class CandidateResult:
+    """A candidate's per-round p50s (ms), their median, and its latency relative to the chosen
+    one (median of per-round ratios; 1.0 for the chosen). ``error``: why it was not timed."""
+
+    candidate: CpuCandidate
+    p50s_ms: list[float] = field(default_factory=list)
+    median_ms: float | None = None
+    vs_chosen: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.candidate.to_dict(),
+            "p50_ms_per_round": self.p50s_ms,
+            "median_p50_ms": self.median_ms,
+            "latency_vs_chosen": self.vs_chosen,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CandidateResult:
+        p50s = [float(v) for v in d["p50_ms_per_round"]]
+        median = d["median_p50_ms"]
+        vs = d["latency_vs_chosen"]
+        return cls(
+            CpuCandidate.from_dict(d),
+            p50s,
+            None if median is None else float(median),
+            None if vs is None else float(vs),
+            d.get("error"),
+        )
+
+
+@dataclass
+class Selection:
+    """The chosen candidate and every candidate's result, fastest first (untimed ones last)."""
+
+    precision: str
+    chosen: CpuCandidate
+    results: list[CandidateResult]
+    benchmark: dict[str, Any] = field(default_factory=dict)  # rounds, iterations, warmup, batch
+
+
+def select(
+    candidates: Sequence[CpuCandidate],
+    timings: Mapping[str, Sequence[float]],
+    errors: Mapping[str, str] | None = None,
+    benchmark: Mapping[str, Any] | None = None,
+) -> Selection:
+    """The candidate with the lowest median of its per-round p50s (``timings[c.key]``, ms);
+    exact ties go to fewer threads, then ONNX Runtime, then the variant order. Candidates
+    without timings (failed to load: ``errors[c.key]``) are listed but never chosen."""
+    if not candidates:
+        raise SwinEdgeError("no CPU runtime candidates to choose from")
+    precisions = sorted({c.precision for c in candidates})
+    if len(precisions) > 1:
+        raise SwinEdgeError(f"candidates mix precisions {precisions}; compare one at a time")
+    keys = [c.key for c in candidates]
+    if len(set(keys)) != len(keys):
+        raise SwinEdgeError(f"duplicate CPU candidates in {keys}")
+    errors = errors or {}
+    timed: list[CandidateResult] = []
+    untimed: list[CandidateResult] = []
+    for c in candidates:
+        p50s = [float(v) for v in timings.get(c.key, ())]
+        if not p50s:
+            untimed.append(CandidateResult(c, error=errors.get(c.key, "not timed")))
+            continue
+        if not all(np.isfinite(v) and v > 0 for v in p50s):
+            raise SwinEdgeError(f"candidate {c.key}: latencies must be finite and > 0, got {p50s}")
+        timed.append(CandidateResult(c, p50s, float(np.median(p50s))))
+    if not timed:
+        why = "; ".join(f"{r.candidate.key}: {r.error}" for r in untimed)
+        raise SwinEdgeError(f"no CPU runtime candidate could be timed ({why})")
+    timed.sort(key=lambda r: (r.median_ms, r.candidate.sort_key()))
+    best = timed[0]
+    for r in timed:
+        r.vs_chosen = _relative(r.p50s_ms, best.p50s_ms)
+    return Selection(precisions[0], best.candidate, timed + untimed, dict(benchmark or {}))
+
+
+def _relative(p50s: list[float], ref: list[float]) -> float:
+    """Median of per-round ratios when both have the same rounds, else the ratio of medians."""
+    if len(p50s) == len(ref):
+        return float(np.median(np.asarray(p50s) / np.asarray(ref)))
+    return float(np.median(p50s) / np.median(ref))
+
+
+def make_runner(target: DeployManifest | Selection | CpuCandidate) -> Any:
+    """The (not yet activated) runner for a chosen candidate: :class:`OnnxrtRunner` or
+    :class:`OpenvinoRunner` with its runtime settings."""
+    c = target.chosen if isinstance(target, (DeployManifest, Selection)) else target
+    if c.runtime == "ort":
+        from .backends.onnxrt import OnnxrtRunner, OrtConfig
+
+        return OnnxrtRunner(
+            c.model, OrtConfig(threads=c.threads, lower_int8=c.variant == "lowered")
+        )
+    from .backends.openvino import OpenvinoRunner, OvConfig
+
+    precision = "bf16" if c.variant == "bf16" else "f32"
+    return OpenvinoRunner(c.model, OvConfig(threads=c.threads, precision=precision))
+
+
+@dataclass
+class Measurement:
+    """Per-round p50s (ms) by candidate key, why candidates could not be loaded, and the
+    benchmark settings."""
+
+    timings: dict[str, list[float]]
+    errors: dict[str, str]
+    benchmark: dict[str, Any]
+
+
+def measure(
+    candidates: Sequence[CpuCandidate], rounds: int = 5, iterations: int = 20, warmup: int = 5
+) -> Measurement:
+    """Load every candidate and time them in interleaved rounds
+    (:func:`~swin_edge.backends.timing.interleaved_benchmark`). A candidate whose runtime
+    cannot load the model is recorded in ``errors`` and left out, unless all are."""
+    from .backends.timing import interleaved_benchmark
+
+    if rounds < 1 or iterations < 1 or warmup < 0:
+        raise SwinEdgeError("--rounds and --iterations must be >= 1 and --warmup >= 0")
+    runners: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for c in candidates:
+        runner = make_runner(c)
+        try:
+            runner.activate()
+        except SwinEdgeError as e:
+            errors[c.key] = str(e)
+            continue
+        runners[c.key] = runner
+    if not runners:
+        raise SwinEdgeError(f"no CPU runtime could load the model ({'; '.join(errors.values())})")
+    try:
+        timing = interleaved_benchmark(runners, rounds, iterations, warmup)
+    finally:
+        for r in runners.values():
+            r.__exit__(None, None, None)
+    batch = next(iter(timing.rounds.values()))[0].batch_size
+    settings = {"rounds": rounds, "iterations": iterations, "warmup": warmup, "batch_size": batch}
+    return Measurement({k: timing.p50s(k) for k in runners}, errors, settings)
+
+
+def select_cpu_runtime(
+    precision: str,
+    fp32_path: str | Path | None,
+    int8_path: str | Path | None = None,
+    runtime: str | None = None,
+    threads: Sequence[int] | None = None,
+    rounds: int = 5,
+    iterations: int = 20,
+    warmup: int = 5,
+) -> Selection:
+    """:func:`cpu_candidates` on this machine, :func:`measure`, :func:`select`."""
+    candidates = cpu_candidates(precision, fp32_path, int8_path, runtime=runtime, threads=threads)
+    m = measure(candidates, rounds, iterations, warmup)
+    return select(candidates, m.timings, m.errors, m.benchmark)
+
+
+def deploy_environment() -> dict[str, Any]:
+    """Software versions worth recording beside a runtime choice."""
+    import onnxruntime
+
+    from .backends.openvino import openvino_version
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cores": num_cores(),
+        "onnxruntime": onnxruntime.__version__,
+        "openvino": openvino_version(),
+    }
+
+
+@dataclass
+class DeployManifest:
+    """``deploy.json`` read back: the selection (model paths resolved), CPU and environment."""
+
+    path: Path
+    selection: Selection
+    cpu: dict[str, Any]
+    env: dict[str, Any]
+
+    @property
+    def chosen(self) -> CpuCandidate:
+        return self.selection.chosen
+
+    def cpu_note(self, info: CpuInfo | None = None) -> str | None:
+        """A warning when this CPU's class differs from the one the choice was made on."""
+        info = info or cpu_info()
+        if info.cpu_class == self.cpu.get("class"):
+            return None
+        return (
+            f"'{self.path}' was chosen on a {self.cpu.get('class')} CPU ({self.cpu.get('model')}),"
+            f" this is {info.cpu_class}; rebuild to pick the fastest runtime here"
+        )
+
+
+def _stored_path(model: str, folder: Path) -> str:
+    """``model`` relative to the manifest's folder when it lies inside it (portable runs)."""
+    try:
+        return Path(model).resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return str(Path(model).resolve())
+
+
+def write_deploy_manifest(
+    path: str | Path, selection: Selection, cpu: CpuInfo, env: Mapping[str, Any]
+) -> Path:
+    """Write ``deploy.json`` atomically: the choice, the CPU (model, class, ISA flags), the
+    environment and every candidate's per-round times."""
+    path = Path(path)
+
+    def stored(d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "model": _stored_path(d["model"], path.parent)}
+
+    doc = {
+        "format": MANIFEST_FORMAT,
+        "precision": selection.precision,
+        "chosen": stored(selection.chosen.to_dict()),
+        "cpu": cpu.to_dict(),
+        "env": dict(env),
+        "benchmark": selection.benchmark,
+        "candidates": [stored(r.to_dict()) for r in selection.results],
+    }
+    return write_json_atomic(path, doc)
+
+
+def read_deploy_manifest(path: str | Path) -> DeployManifest:
+    """Read and validate ``deploy.json``; a missing, corrupt or foreign file is a one-line
+    error saying to rebuild."""
+    path = Path(path)
+    rebuild = "rebuild it with `python -m swin_edge build` (it writes deploy.json)"
+    if not path.is_file():
+        raise SwinEdgeError(f"'{path}' does not exist; {rebuild}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SwinEdgeError(
+            f"'{path}' is not readable JSON ({type(e).__name__}); {rebuild}"
+        ) from None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if fmt != MANIFEST_FORMAT:
+        raise SwinEdgeError(
+            f"'{path}' is not a swin_edge CPU deployment manifest (format {fmt!r}, expected "
+            f"{MANIFEST_FORMAT!r}); {rebuild}"
+        )
+
+    def resolved(d: dict[str, Any]) -> dict[str, Any]:
+        model = Path(d["model"])
+        return {**d, "model": str(model if model.is_absolute() else path.parent / model)}
+
+    try:
+        chosen = CpuCandidate.from_dict(resolved(doc["chosen"]))
+        results = [CandidateResult.from_dict(resolved(d)) for d in doc["candidates"]]
+        cpu, env = dict(doc["cpu"]), dict(doc["env"])
+        benchmark = dict(doc.get("benchmark") or {})
+        precision = doc["precision"]
+    except (KeyError, TypeError, ValueError, AttributeError, SwinEdgeError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0][:120]
+        raise SwinEdgeError(f"'{path}' is malformed ({what}); {rebuild}") from None
+    keys = [r.candidate.key for r in results]
+    if chosen.key not in keys or {precision} != {r.candidate.precision for r in results}:
+        raise SwinEdgeError(
+            f"'{path}' is malformed (chosen {chosen.key} is not among its {precision} "
+            f"candidates); {rebuild}"
+        )
+    selection = Selection(precision, chosen, results, benchmark)
+    return DeployManifest(path, selection, cpu, env)

@@ -1,0 +1,274 @@
+import json
+import sys
+
+import pytest
+
+from swin_edge import runtime_select as rs
+from swin_edge.backends.onnxrt import OnnxrtRunner
+from swin_edge.backends.openvino import OpenvinoRunner, openvino_available
+from swin_edge.backends.timing import LatencyStats
+from swin_edge.cpu import CpuInfo
+from swin_edge.errors import MissingDependencyError, SwinEdgeError
+from swin_edge.runtime_select import (
+    CpuCandidate,
+    cpu_candidates,
+    make_runner,
+    read_deploy_manifest,
+    select,
+    write_deploy_manifest,
+)
+
+AMX = CpuInfo(
+    "Intel Xeon", "intel", "x86_64", ("avx2", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16")
+)
+AVX2 = CpuInfo("AMD EPYC", "amd", "x86_64", ("avx2", "fma"))
+
+
+def cands(precision="int8", cores=2, ov=True, bf16=True, runtime=None, threads=None):
+    return cpu_candidates(
+        precision,
+        "/m/fp32.onnx",
+        "/m/int8.onnx",
+        cores=cores,
+        openvino_available=ov,
+        has_bf16=bf16,
+        runtime=runtime,
+        threads=threads,
+    )
+
+
+def fake_timings(candidates, fastest, base=20.0):
+    """Per-round p50s: every candidate at ``base`` ms +/- noise, ``fastest`` at 0.8x."""
+    noise = [1.0, 1.3, 0.98, 1.02, 1.0]  # round 2 was a busy spell for everyone
+    out = {}
+    for i, c in enumerate(candidates):
+        scale = 0.8 if c.key == fastest else 1.0 + 0.01 * (i + 1)
+        out[c.key] = [base * scale * n for n in noise]
+    return out
+
+
+def test_thread_counts():
+    assert rs.thread_counts(1) == (1,)
+    assert rs.thread_counts(2) == (1, 2)
+    assert rs.thread_counts(6) == (1, 2, 4, 6)
+    assert rs.thread_counts(16) == (1, 2, 4, 8, 16)
+
+
+@pytest.mark.parametrize(
+    "precision, expected",
+    [
+        ("int8", {("ort", "lowered"), ("ort", "as-written"), ("openvino", "int8")}),
+        ("fp32", {("ort", "f32"), ("openvino", "f32")}),
+        ("bf16", {("openvino", "bf16")}),
+    ],
+)
+def test_candidates_stay_within_the_precision(precision, expected):
+    cs = cands(precision)
+    assert {(c.runtime, c.variant) for c in cs} == expected
+    assert {c.precision for c in cs} == {precision}
+    assert {c.threads for c in cs} == {1, 2}
+    model = "/m/int8.onnx" if precision == "int8" else "/m/fp32.onnx"
+    assert {c.model for c in cs} == {model}
+    assert len({c.key for c in cs}) == len(cs) == 2 * len(expected)
+
+
+def test_bf16_only_with_hardware_bf16():
+    assert all(c.precision != "bf16" for p in ("int8", "fp32") for c in cands(p, bf16=True))
+    with pytest.raises(SwinEdgeError, match="bf16 needs a CPU with AMX-BF16 or AVX512-BF16"):
+        cands("bf16", bf16=False)
+    with pytest.raises(SwinEdgeError, match="OpenVINO only"):
+        cands("bf16", runtime="ort")
+    with pytest.raises(SwinEdgeError, match="no CPU candidate runs bf16 as ort/f32"):
+        CpuCandidate("ort", "f32", "bf16", 1, "m.onnx")
+
+
+def test_pinning_a_runtime():
+    assert {c.runtime for c in cands("int8", runtime="ort")} == {"ort"}
+    assert {(c.runtime, c.variant) for c in cands("fp32", runtime="openvino")} == {
+        ("openvino", "f32")
+    }
+    assert {c.threads for c in cands("int8", threads=[2, 2, 1], cores=8)} == {1, 2}
+    with pytest.raises(SwinEdgeError, match="--runtime 'tensorrt'"):
+        cands("int8", runtime="tensorrt")
+    with pytest.raises(SwinEdgeError, match="--precision 'fp16'"):
+        cands("fp16")
+    with pytest.raises(SwinEdgeError, match="need the Q/DQ INT8 model"):
+        cpu_candidates("int8", "/m/fp32.onnx", None, cores=1, openvino_available=False)
+
+
+def test_openvino_absent():
+    # auto selection quietly falls back to ONNX Runtime ...
+    assert {c.runtime for c in cands("int8", ov=False)} == {"ort"}
+    # ... but asking for OpenVINO (or bf16, which only it runs) says how to install it
+    for precision, runtime in (("int8", "openvino"), ("bf16", None)):
+        with pytest.raises(MissingDependencyError, match=r"pip install 'swin_edge\[openvino\]'"):
+            cands(precision, ov=False, runtime=runtime)
+
+
+def test_openvino_import_failure_is_a_missing_dependency(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    assert not openvino_available()
+    with pytest.raises(MissingDependencyError, match=r"pip install 'swin_edge\[openvino\]'"):
+        OpenvinoRunner(tmp_path / "m.onnx").activate()
+    with pytest.raises(MissingDependencyError, match="--runtime openvino needs OpenVINO"):
+        cpu_candidates("fp32", "m.onnx", cores=1, runtime="openvino")
+
+
+@pytest.mark.parametrize("fastest", ["ort/as-written/1t", "ort/lowered/2t", "openvino/int8/2t"])
+def test_select_picks_the_fastest(fastest):
+    cs = cands("int8")
+    sel = select(cs, fake_timings(cs, fastest))
+    assert sel.chosen.key == fastest and sel.precision == "int8"
+    assert [r.candidate.key for r in sel.results][0] == fastest
+    assert sel.results[0].vs_chosen == 1.0
+    assert all(r.vs_chosen > 1.2 for r in sel.results[1:])
+    medians = [r.median_ms for r in sel.results]
+    assert medians == sorted(medians)
+
+
+def test_select_uses_the_median_round_and_breaks_ties_deterministically():
+    cs = cands("int8")
+    # one awful round does not lose the fastest candidate the choice
+    t = {c.key: [10.0, 10.0, 10.0] for c in cs}
+    t["openvino/int8/2t"] = [9.0, 50.0, 9.0]
+    assert select(cs, t).chosen.key == "openvino/int8/2t"
+    # exact ties: fewer threads, then ONNX Runtime, then lowered before as-written
+    tie = {c.key: [10.0, 10.0] for c in cs}
+    assert select(cs, tie).chosen.key == "ort/lowered/1t"
+    assert select(list(reversed(cs)), tie).chosen.key == "ort/lowered/1t"
+    tie2 = {k: v for k, v in tie.items() if not k.endswith("1t")}
+    assert select(cs, tie2).chosen.key == "ort/lowered/2t"
+
+
+def test_select_skips_untimed_and_refuses_mixed_or_bad_input():
+    cs = cands("int8")
+    t = fake_timings(cs, "ort/lowered/2t")
+    del t["openvino/int8/2t"]
+    sel = select(cs, t, errors={"openvino/int8/2t": "cannot compile"})
+    last = sel.results[-1]
+    assert last.candidate.key == "openvino/int8/2t" and last.error == "cannot compile"
+    assert last.median_ms is None and sel.chosen.key == "ort/lowered/2t"
+    with pytest.raises(SwinEdgeError, match="no CPU runtime candidate could be timed"):
+        select(cs, {})
+    with pytest.raises(SwinEdgeError, match="mix precisions"):
+        select(cs + cands("fp32"), fake_timings(cs, "ort/lowered/1t"))
+    with pytest.raises(SwinEdgeError, match="finite and > 0"):
+        select(cs, {cs[0].key: [float("nan")]})
+    with pytest.raises(SwinEdgeError, match="no CPU runtime candidates"):
+        select([], {})
+
+
+def test_make_runner_configures_the_chosen_runtime():
+    runners = {c.key: make_runner(c) for c in cands("int8") + cands("bf16")}
+    low, asw = runners["ort/lowered/2t"], runners["ort/as-written/1t"]
+    assert isinstance(low, OnnxrtRunner) and low.config.lower_int8 and low.config.threads == 2
+    assert isinstance(asw, OnnxrtRunner) and not asw.config.lower_int8
+    ov, bf = runners["openvino/int8/1t"], runners["openvino/bf16/2t"]
+    assert isinstance(ov, OpenvinoRunner) and ov.config.precision == "f32"
+    assert ov.config.threads == 1 and str(ov.model_path) == "/m/int8.onnx"
+    assert bf.config.precision == "bf16" and bf.config.num_streams == 1
+
+
+class FakeRunner:
+    """Latency set per model; ``activate`` fails for a model named 'broken'."""
+
+    log: list[str] = []
+
+    def __init__(self, c: CpuCandidate) -> None:
+        self.c = c
+
+    def activate(self) -> None:
+        if "broken" in self.c.model:
+            raise SwinEdgeError(f"'{self.c.model}' cannot load")
+
+    def benchmark(self, iterations: int, warmup: int) -> LatencyStats:
+        FakeRunner.log.append(self.c.key)
+        ms = 5.0 if self.c.runtime == "openvino" else 10.0 / self.c.threads
+        return LatencyStats.from_samples([ms] * iterations, 1, warmup)
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def test_measure_interleaves_and_records_load_failures(monkeypatch):
+    monkeypatch.setattr(rs, "make_runner", FakeRunner)
+    FakeRunner.log = []
+    cs = cands("int8", ov=False) + [CpuCandidate("openvino", "int8", "int8", 1, "broken.onnx")]
+    m = rs.measure(cs, rounds=3, iterations=4, warmup=1)
+    assert m.errors == {"openvino/int8/1t": "'broken.onnx' cannot load"}
+    assert set(m.timings) == {c.key for c in cs[:-1]}
+    assert all(len(v) == 3 for v in m.timings.values())
+    assert FakeRunner.log[:4] == FakeRunner.log[4:8]  # round robin: A, B, C, D, A, B, ...
+    assert m.benchmark == {"rounds": 3, "iterations": 4, "warmup": 1, "batch_size": 1}
+    sel = select(cs, m.timings, m.errors, m.benchmark)
+    assert sel.chosen.key == "ort/lowered/2t"
+    with pytest.raises(SwinEdgeError, match="no CPU runtime could load"):
+        rs.measure(cs[-1:], rounds=1, iterations=1, warmup=0)
+
+
+def manifest(tmp_path, fastest="openvino/int8/2t"):
+    cs = cpu_candidates(
+        "int8",
+        tmp_path / "model.onnx",
+        tmp_path / "model.int8.onnx",
+        cores=2,
+        openvino_available=True,
+        has_bf16=False,
+    )
+    sel = select(cs, fake_timings(cs, fastest), benchmark={"rounds": 5, "batch_size": 1})
+    env = {"onnxruntime": "1.32", "openvino": "2026.4"}
+    return sel, write_deploy_manifest(tmp_path / "deploy.json", sel, AMX, env)
+
+
+def test_manifest_round_trip(tmp_path):
+    sel, path = manifest(tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["format"] == rs.MANIFEST_FORMAT and doc["precision"] == "int8"
+    assert doc["chosen"]["model"] == "model.int8.onnx"  # relative: the run folder can move
+    assert doc["chosen"]["runtime"] == "openvino" and doc["chosen"]["threads"] == 2
+    assert doc["cpu"]["class"] == "intel-amx" and "amx_bf16" in doc["cpu"]["flags"]
+    assert doc["cpu"]["model"] == "Intel Xeon" and doc["env"]["openvino"] == "2026.4"
+    assert len(doc["candidates"]) == 6
+    assert all(len(c["p50_ms_per_round"]) == 5 for c in doc["candidates"])
+
+    back = read_deploy_manifest(path)
+    assert back.chosen == sel.chosen and back.selection.results == sel.results
+    assert back.selection.benchmark == sel.benchmark and back.env["onnxruntime"] == "1.32"
+    assert back.cpu_note(AMX) is None
+    assert "rebuild" in back.cpu_note(AVX2) and "intel-amx" in back.cpu_note(AVX2)
+    runner = make_runner(back)
+    assert isinstance(runner, OpenvinoRunner) and runner.config.threads == 2
+    assert runner.model_path == tmp_path / "model.int8.onnx"
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "deploy.json").write_text(path.read_text())
+    assert read_deploy_manifest(moved / "deploy.json").chosen.model == str(
+        moved / "model.int8.onnx"
+    )
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (None, "does not exist"),
+        (lambda t: "{not json", "not readable JSON"),
+        (lambda t: "\udcff", "not readable JSON"),
+        (lambda t: "[1, 2]", "not a swin_edge CPU deployment manifest"),
+        (lambda t: t.replace("swin_edge.cpu-deploy/1", "swin_edge.cpu-deploy/9"), "format"),
+        (lambda t: t.replace('"chosen"', '"picked"'), "malformed \\(missing 'chosen'\\)"),
+        (lambda t: t.replace('"threads": 2', '"threads": "2"', 1), "malformed"),
+        (lambda t: t.replace('"variant": "int8"', '"variant": "fast"', 1), "malformed"),
+        (lambda t: t.replace('"precision": "int8"', '"precision": "fp32"', 1), "malformed"),
+    ],
+)
+def test_manifest_refuses_missing_corrupt_and_foreign_files(tmp_path, mutate, match):
+    _, path = manifest(tmp_path)
+    if mutate is None:
+        path.unlink()
+    else:
+        text = mutate(path.read_text())
+        path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(SwinEdgeError, match=match) as e:
+        read_deploy_manifest(path)
+    assert "\n" not in str(e.value) and "deploy.json" in str(e.value)
