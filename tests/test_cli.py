@@ -16,8 +16,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_help_explains_every_command():
     out = run_cli("--help").stdout
-    for cmd in ("build", "export", "lint", "quantize", "compare", "bench", "report", "deploy"):
-        assert f"  {cmd} " in out
+    order = ["build", "export", "lint", "quantize", "compare", "bench", "report", "deploy"]
+    positions = [out.index(f"  {cmd} ") for cmd in [*order, "engine", "variants"]]
+    assert positions == sorted(positions)
 
 
 @pytest.mark.parametrize(

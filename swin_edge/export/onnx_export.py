@@ -23,7 +23,7 @@ CONFIG_KEY = "swin_edge.config"
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """How to export: opset (>= 17), batch size of the example input, dynamic batch axis."""
+    """How to export: opset (18..onnx's newest), example batch size, dynamic batch axis."""
 
     opset: int = 18
     batch_size: int = 1
@@ -33,6 +33,10 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.opset < 18:
             raise SwinEdgeError(f"--opset {self.opset}: the exporter needs opset >= 18")
+        if self.opset > (newest := onnx.defs.onnx_opset_version()):  # torch would write 18
+            raise SwinEdgeError(
+                f"--opset {self.opset}: the installed onnx converts to opset {newest} at most"
+            )
         if self.batch_size < 1:
             raise SwinEdgeError(f"--batch {self.batch_size}: batch size must be >= 1")
 
