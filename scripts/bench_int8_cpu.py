@@ -1,11 +1,11 @@
-"""Benchmark (not a test): Swin-T 224 in ONNX Runtime on this CPU, FP32 vs INT8 variants.
+"""Benchmark (not a test): Swin-T 224 on this CPU in ONNX Runtime and OpenVINO, FP32 vs INT8.
 
     python scripts/bench_int8_cpu.py [--rounds 5] [--iterations 20] [--threads 1,0] [--out F.json]
-                                     [--workdir DIR] [--reference NAME=PATH]
+                                     [--workdir DIR] [--reference NAME=PATH] [--quick]
 
-All models are timed in interleaved rounds in one run; speedups are medians of per-round
-ratios. Variants:
-  fp32            our static export, ORT_ENABLE_ALL
+All models, both runtimes, are timed in interleaved rounds in one run; speedups are medians of
+per-round ratios. Variants:
+  fp32            our static export in ONNX Runtime, ORT_ENABLE_ALL
   int8-cpu        our recipe (ORT engine, uint8 activations placed where they are produced), run
                   as our ONNX Runtime runner runs it: Q/DQ Gemms lowered to MatMulIntegerToFloat
   int8-cpu-qdq    the same Q/DQ file run exactly as written (ORT fuses it into QGemm)
@@ -13,13 +13,20 @@ ratios. Variants:
   int8-nncf-raw   NNCF (TRANSFORMER) output as-is, run as written
   int8-ort-plain  ONNX Runtime quantize_static defaults on the same export (QDQ, U8S8,
                   per-channel, MatMul/Gemm/Conv), run as written: the off-the-shelf baseline
-  fp32-mask100    FP32 export keeping timm's -100 shifted-window mask: its masked attention
-                  weights are denormals, which is how much slower a timm-style export runs
+  fp32-mask100    FP32 export keeping timm's -100 shifted-window mask (denormal attention
+                  weights after Softmax: slow on CPUs whose kernels produce denormals)
+  ov-fp32         OpenVINO, fp32.onnx at f32 inference precision
+  ov-bf16         OpenVINO, fp32.onnx in bf16 (only on CPUs with AMX-BF16/AVX512-BF16)
+  ov-int8-cpu     OpenVINO running our cpu-recipe Q/DQ model
+  ov-int8-nncf    OpenVINO running NNCF's Q/DQ model (what OpenVINO's own tooling gives)
   NAME, NAME-int8-ort-plain
                   with --reference NAME=PATH: another FP32 export (e.g. timm's, written by
                   export_timm_reference.py) and ORT quantize_static defaults applied to it
-Speedups are against `fp32` (our export, denormal-free mask: the fastest FP32 we ship) and,
-without --quick, also against `fp32-mask100` and each --reference.
+For each thread setting the script prints what `build --precision int8` would deploy on this CPU
+(the fastest of int8-cpu, int8-cpu-qdq and ov-int8-cpu), the fastest off-the-shelf path (FP32 in
+either runtime, ORT quantize_static defaults, OpenVINO + NNCF), and the INT8 GEMM floor measured
+on this machine (the model's GEMM ops at the u8s8 peak of a 1024^3 MatMulInteger) with how far
+the deployed model is from it. OpenVINO rows need the `openvino` extra (skipped without it).
 Weights are random (no checkpoint is downloaded); biases are made non-zero like a trained
 model's, since zero biases are removed by the exporter and would flatter both sides.
 """
@@ -38,12 +45,33 @@ import numpy as np
 import onnx
 import torch
 
-from swin_edge.bench import environment, interleaved_latency
+from swin_edge.backends.onnxrt import OnnxrtRunner, OrtConfig
+from swin_edge.backends.openvino import (
+    OpenvinoRunner,
+    OvConfig,
+    openvino_available,
+    openvino_version,
+)
+from swin_edge.backends.timing import interleaved_benchmark
+from swin_edge.bench import environment
 from swin_edge.calibration import load_images
+from swin_edge.cpu import cpu_info
 from swin_edge.export import ExportConfig, torch_to_onnx
+from swin_edge.gemm_floor import gemm_ops, gemm_peak
 from swin_edge.model import create_model, swin
 from swin_edge.quantize import QuantRecipe, quantize_onnx
 from swin_edge.quantize.nncf_engine import onnx_to_int8_nncf
+
+DEPLOYABLE = ("int8-cpu", "int8-cpu-qdq", "ov-int8-cpu")
+OFF_THE_SHELF = ("fp32", "ov-fp32", "int8-ort-plain", "ov-int8-nncf", "int8-nncf-raw")
+
+
+def runner(name: str, path: Path, threads: int, as_written: set[str]):
+    """The runner a variant is timed with: OpenVINO for ``ov-*``, else ONNX Runtime."""
+    if name.startswith("ov-"):
+        precision = "bf16" if name == "ov-bf16" else "f32"
+        return OpenvinoRunner(path, OvConfig(threads=threads, precision=precision))
+    return OnnxrtRunner(path, OrtConfig(threads=threads, lower_int8=name not in as_written))
 
 
 def plain_ort(fp32: Path, out: Path, images: np.ndarray) -> None:
@@ -110,7 +138,11 @@ def main() -> int:
         help="comma-separated ONNX Runtime thread counts to measure (0: all cores)",
     )
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="only fp32, int8-cpu and int8-cpu-qdq")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="only fp32, int8-cpu, int8-cpu-qdq and their OpenVINO rows",
+    )
     ap.add_argument("--workdir", help="keep the ONNX files here (default: a new temp folder)")
     ap.add_argument(
         "--reference",
@@ -120,6 +152,7 @@ def main() -> int:
         help="another FP32 export to compare against (e.g. timm's, from export_timm_reference.py);"
         " without --quick its ORT quantize_static defaults are timed too",
     )
+    ap.add_argument("--no-openvino", action="store_true", help="ONNX Runtime rows only")
     ap.add_argument("--out", help="write the figures as JSON")
     args = ap.parse_args()
 
@@ -165,41 +198,77 @@ def main() -> int:
             models[f"{name}-int8-ort-plain"] = work / f"{name}-int8-ort-plain.onnx"
             as_written.add(f"{name}-int8-ort-plain")
 
+    ov = not args.no_openvino and openvino_available()
+    if ov:
+        models["ov-fp32"] = fp32
+        if cpu_info().has_bf16:
+            models["ov-bf16"] = fp32
+        models["ov-int8-cpu"] = work / "int8-cpu.onnx"
+        if not args.quick:
+            models["ov-int8-nncf"] = work / "nncf-raw.onnx"
     env = environment()
-    print(f"ONNX files in {work}")
+    env["openvino"] = openvino_version()
+    ops = gemm_ops(fp32)
+    print(f"ONNX files in {work}; {ops / 1e9:.2f} GOP of GEMMs per batch")
     figures = {}
     for threads in (int(t) for t in args.threads.split(",")):
-        res = interleaved_latency(
-            {k: str(v) for k, v in models.items()},
-            rounds=args.rounds,
-            iterations=args.iterations,
-            threads=threads,
-            as_written=as_written,
-        )
+        runners = {n: runner(n, p, threads, as_written) for n, p in models.items()}
+        for r in runners.values():
+            r.activate()
+        peak = gemm_peak(threads)
+        timing = interleaved_benchmark(runners, args.rounds, args.iterations, warmup=5)
+        names = list(models)
+        p50 = {n: float(np.median(timing.p50s(n))) for n in names}
         print(
-            f"\n{args.model} batch {res.batch_size}, ONNX Runtime {env['onnxruntime']}, "
-            f"{env['cpu']} ({env['cores']} cores), threads={threads or 'all'}, "
-            f"{args.rounds} interleaved rounds x {args.iterations} runs"
+            f"\n{args.model} batch {args.batch}, ONNX Runtime {env['onnxruntime']}, OpenVINO "
+            f"{env['openvino'] or 'not installed'}, {env['cpu']} (class {env['cpu_class']}, "
+            f"{env['cores']} cores), threads={threads or 'all'}, {args.rounds} interleaved "
+            f"rounds x {args.iterations} runs"
         )
-        refs = [r for r in ("fp32", "fp32-mask100", *references) if r in res.names]
+        refs = [r for r in ("fp32", "ov-fp32", "fp32-mask100", *references) if r in names]
         head = "".join(f" {'vs ' + r:>14s} {'round range':>12s}" for r in refs)
         print(f"{'model':20s} {'p50 ms':>8s}{head}")
         rows = {}
-        for name in res.names:
-            rows[name] = {"p50_ms": res.p50(name)}
-            line = f"{name:20s} {res.p50(name):8.2f}"
+        for name in names:
+            rows[name] = {"p50_ms": p50[name]}
+            line = f"{name:20s} {p50[name]:8.2f}"
             for ref in refs:
-                speed = 1.0 / res.ratio(name, ref)
-                lo, hi = res.ratio_spread(name, ref)
-                rows[name]["speedup" if ref == "fp32" else f"speedup_vs_{ref}"] = speed
-                line += f" {speed:13.2f}x {1 / hi:6.2f}-{1 / lo:.2f}x"
+                s = timing.speedup(name, ref)
+                rows[name]["speedup" if ref == "fp32" else f"speedup_vs_{ref}"] = s["median"]
+                line += f" {s['median']:13.2f}x {s['min']:6.2f}-{s['max']:.2f}x"
             print(line)
-        label = {"fp32": "our FP32", "fp32-mask100": "FP32 with timm's mask (timm's speed)"}
-        speeds = ", ".join(
-            f"{1.0 / res.ratio('int8-cpu', r):.2f}x vs {label.get(r, r)}" for r in refs
+        deployable = [n for n in DEPLOYABLE if n in names]
+        deployed = min(deployable, key=p50.get)
+        shelf = [n for n in names if n in OFF_THE_SHELF or n in references or "ort-plain" in n]
+        best_shelf = min(shelf, key=p50.get)
+        vs_shelf = timing.speedup(deployed, best_shelf)
+        floor = peak.floor_ms(ops * args.batch, int8=True)
+        print(
+            f"=> deployed (build's choice among {', '.join(deployable)}): {deployed} "
+            f"{p50[deployed]:.2f} ms; fastest off-the-shelf: {best_shelf} {p50[best_shelf]:.2f} "
+            f"ms; deployed is {vs_shelf['median']:.2f}x as fast (rounds "
+            f"{vs_shelf['min']:.2f}-{vs_shelf['max']:.2f}x)"
         )
-        print(f"=> int8-cpu, threads={threads or 'all'}: {speeds}; target 2.5x")
-        figures[f"threads={threads or 'all'}"] = {"rounds": res.rounds, "summary": rows}
+        print(
+            f"=> INT8 GEMM floor here: {floor:.1f} ms ({ops * args.batch / 1e9:.2f} GOP at "
+            f"{peak.int8_ops_per_s / 1e9:.0f} GOP/s u8s8, FP32 {peak.fp32_ops_per_s / 1e9:.0f} "
+            f"GOP/s, {peak.size}^3 GEMM); deployed is {p50[deployed] / floor:.2f}x the floor"
+        )
+        figures[f"threads={threads or 'all'}"] = {
+            "rounds": {n: timing.p50s(n) for n in names},
+            "summary": rows,
+            "deployed": deployed,
+            "fastest_off_the_shelf": best_shelf,
+            "deployed_vs_off_the_shelf": vs_shelf,
+            "gemm_floor": {
+                "gop": ops * args.batch / 1e9,
+                "int8_gop_per_s": peak.int8_ops_per_s / 1e9,
+                "fp32_gop_per_s": peak.fp32_ops_per_s / 1e9,
+                "int8_floor_ms": floor,
+            },
+        }
+        for r in runners.values():
+            r.__exit__(None, None, None)
     if args.out:
         Path(args.out).write_text(
             json.dumps({"environment": env, "batch": args.batch, "results": figures}, indent=2)
