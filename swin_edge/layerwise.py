@@ -16,11 +16,18 @@ _ELEM_FLOAT = onnx.TensorProto.FLOAT
 def _with_outputs(model: onnx.ModelProto, names: list[str]) -> bytes:
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    # an INT8 + FP16 model (tensorrt recipe) has float16 GEMM outputs: declare their own type
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+    except Exception:  # no inferred types: every requested output is declared float32
+        inferred = []
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred}
     del m.graph.value_info[:]
     existing = {o.name for o in m.graph.output}
     for n in names:
         if n not in existing:
-            m.graph.output.append(onnx.helper.make_tensor_value_info(n, _ELEM_FLOAT, None))
+            elem = types.get(n) or _ELEM_FLOAT
+            m.graph.output.append(onnx.helper.make_tensor_value_info(n, elem, None))
     return m.SerializeToString()
 
 
@@ -65,7 +72,7 @@ def per_layer_sqnr(
         for node, r, t in pairs:
             acc[node].append((outs[0][r], outs[1][t]))
     for node, vals in acc.items():
-        r = np.concatenate([v[0].ravel() for v in vals])
-        t = np.concatenate([v[1].ravel() for v in vals])
+        r = np.concatenate([v[0].ravel() for v in vals]).astype(np.float64)
+        t = np.concatenate([v[1].ravel() for v in vals]).astype(np.float64)
         results.append((node, sqnr_db(r, t)))
     return sorted(results, key=lambda kv: kv[1])

@@ -37,12 +37,19 @@ def quantize_onnx(
             f"'{fp32_path}' takes {info.input_shape[1:]}; preprocess with the model's config"
         )
     if recipe.engine == "nncf":
-        from .nncf_engine import onnx_to_int8_nncf
+        from .nncf_engine import onnx_to_int8_nncf as engine
+    else:
+        from .onnxrt_engine import onnx_to_int8_ort as engine
+    if not recipe.fp16_scales:
+        return engine(fp32_path, out_path, images, recipe)
+    import tempfile
 
-        return onnx_to_int8_nncf(fp32_path, out_path, images, recipe)
-    from .onnxrt_engine import onnx_to_int8_ort
+    from .fp16 import onnx_to_fp16_file
 
-    return onnx_to_int8_ort(fp32_path, out_path, images, recipe)
+    with tempfile.TemporaryDirectory(prefix="swin_edge-q-") as work:  # INT8 + FP16 model
+        res = engine(fp32_path, Path(work) / "fp32-scales.onnx", images, recipe)
+        res.path = onnx_to_fp16_file(res.path, out_path)
+    return res
 
 
 __all__ = [

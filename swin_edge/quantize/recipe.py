@@ -9,6 +9,7 @@ from ..errors import SwinEdgeError
 TARGETS = ("cpu", "tensorrt")
 ENGINES = ("ort", "nncf")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
+SCALE_DTYPES = ("auto", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class QuantRecipe:
     Both keep LayerNorm, Softmax, GELU, the attention bias/mask add and residual sums in float.
     ``histogram_bins``: histogram size for entropy/percentile calibration.
     ``keep_float``: node-name patterns (e.g. ``fc2``, ``downsample``) left unquantized.
+    ``scale_dtype``: Q/DQ scale type. ``auto`` is ``fp16`` for ``tensorrt`` (an INT8 + FP16
+    model: DequantizeLinear outputs FP16, LayerNorm/Softmax kept FP32; see
+    :mod:`~swin_edge.quantize.fp16`) and ``fp32`` for ``cpu``; ``fp32`` keeps float32 scales.
     """
 
     target: str = "cpu"
@@ -32,6 +36,7 @@ class QuantRecipe:
     histogram_bins: int = 2048
     keep_float: tuple[str, ...] = ()
     per_channel: bool = True
+    scale_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
@@ -39,6 +44,7 @@ class QuantRecipe:
             ("target", self.target, TARGETS),
             ("engine", self.engine, ENGINES),
             ("calibration", self.calibration, CALIBRATIONS),
+            ("scale-dtype", self.scale_dtype, SCALE_DTYPES),
         ):
             if value not in allowed:
                 raise SwinEdgeError(f"--{name} {value!r}: choose one of {', '.join(allowed)}")
@@ -46,8 +52,16 @@ class QuantRecipe:
             raise SwinEdgeError(f"--percentile {self.percentile}: use a value in [90, 100]")
         if not 256 <= self.histogram_bins <= 8192:
             raise SwinEdgeError(f"histogram_bins {self.histogram_bins}: use 256..8192")
+        if self.target == "cpu" and self.scale_dtype == "fp16":
+            raise SwinEdgeError("--scale-dtype fp16 is for --target tensorrt; cpu uses fp32")
         if self.engine == "nncf" and self.calibration == "entropy":
             raise SwinEdgeError("--calibration entropy is an ONNX Runtime method; use --engine ort")
+
+    @property
+    def fp16_scales(self) -> bool:
+        """True when the Q/DQ model gets float16 scales (an INT8 + FP16 model)."""
+        auto = self.scale_dtype == "auto" and self.target == "tensorrt"
+        return self.scale_dtype == "fp16" or auto
 
     @property
     def symmetric_activations(self) -> bool:
