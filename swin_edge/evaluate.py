@@ -14,7 +14,7 @@ import numpy as np
 
 from .backends.timing import LatencyStats, interleaved_benchmark
 from .errors import SwinEdgeError
-from .metrics import Accuracy, Fidelity, accuracy, fidelity
+from .metrics import Accuracy, Fidelity, accuracy, fidelity, fidelity_per_output
 from .onnx_check import ImageModelInfo, check_image_model_file
 
 
@@ -43,9 +43,10 @@ class Evaluation:
     recipe: dict[str, Any] | None = None
     runtime: dict[str, Any] | None = None  # how the runner ran it (e.g. ORT lowering)
     speedup: dict[str, float | int] | None = None  # vs the reference, over interleaved rounds
+    outputs: list[dict[str, Any]] | None = None  # several outputs: fidelity of each
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "name": self.name,
             "backend": self.backend,
             "precision": self.precision,
@@ -59,9 +60,19 @@ class Evaluation:
             "recipe": self.recipe,
             "runtime": self.runtime,
         }
+        if self.outputs is not None:  # single-output reports keep their old form
+            d["outputs"] = self.outputs
+        return d
 
 
 Runner = Any  # OnnxrtRunner | TrtRunner: infer_all(images) and benchmark(iterations, warmup)
+
+
+def infer_outputs(runner: Runner, images: np.ndarray) -> list[np.ndarray]:
+    """Every output of a runner that can give them (ONNX Runtime, OpenVINO), else the first."""
+    if hasattr(runner, "infer_all_outputs"):
+        return list(runner.infer_all_outputs(images))
+    return [runner.infer_all(images)]
 
 
 def _io_of(cand: Candidate) -> ImageModelInfo | None:
@@ -83,15 +94,16 @@ def _io_of(cand: Candidate) -> ImageModelInfo | None:
 
 def check_candidates(
     candidates: list[Candidate], images: np.ndarray, labels: np.ndarray | None = None
-) -> None:
+) -> ImageModelInfo | None:
     """Refuse, before any inference, candidates that are not image models or whose input or
-    output shapes differ from the first (reference) one, and images or labels that do not fit."""
+    output shapes differ from the first (reference) one, and images or labels that do not fit.
+    Returns the I/O of the first model whose shapes are known."""
     if not candidates:
         raise SwinEdgeError("no models to evaluate; pass the FP32 reference model first")
     infos = [_io_of(c) for c in candidates]
     known = [(c, i) for c, i in zip(candidates, infos, strict=True) if i is not None]
     if not known:
-        return
+        return None
     ref, ref_info = known[0]
     for cand, info in known[1:]:
         if not info.same_shapes(ref_info):
@@ -112,6 +124,7 @@ def check_candidates(
                 f"the evaluation folder has class index {int(labels.max())} but '{ref.path}' "
                 f"has {out[1]} outputs; class subfolders (sorted) must map to the model's classes"
             )
+    return ref_info
 
 
 def evaluate(
@@ -126,13 +139,17 @@ def evaluate(
 ) -> list[Evaluation]:
     """Run every candidate; the first one is the FP32 reference for fidelity and speedup.
 
+    A model with several outputs (a feature backbone) is compared output by output
+    (``Evaluation.outputs``); its ``fidelity`` then holds the lowest cosine and SQNR, and
+    accuracy (with labels) is taken from the first output when it is logits.
+
     Latency is measured in ``rounds`` interleaved rounds over all candidates (``iterations``
     timed runs per candidate in all), and each speedup is the median of per-round ratios, so a
     busy spell on a shared machine cannot make one model look faster than another."""
-    check_candidates(candidates, images, labels)  # before any inference
+    info = check_candidates(candidates, images, labels)  # before any inference
     rounds = max(1, min(rounds, iterations))
     results: list[Evaluation] = []
-    reference: np.ndarray | None = None
+    reference: list[np.ndarray] | None = None
     with contextlib.ExitStack() as stack:
         runners = {}
         for i, cand in enumerate(candidates):  # keyed by position: names may repeat
@@ -140,7 +157,8 @@ def evaluate(
                 progress(f"evaluating {cand.name}")
             runner = stack.enter_context(make_runner(cand))
             runners[str(i)] = runner
-            logits = runner.infer_all(images)
+            outputs = infer_outputs(runner, images)
+            logits = outputs[0]
             runtime = runner.runtime_info() if hasattr(runner, "runtime_info") else None
             ev = Evaluation(
                 cand.name,
@@ -151,7 +169,7 @@ def evaluate(
                 recipe=cand.recipe,
                 runtime=runtime,
             )
-            if labels is not None:
+            if labels is not None and logits.ndim == 2:
                 if labels.max() >= logits.shape[1]:
                     raise SwinEdgeError(
                         f"the evaluation folder has class index {int(labels.max())} but "
@@ -160,9 +178,13 @@ def evaluate(
                     )
                 ev.accuracy = accuracy(logits, labels)
             if reference is None:
-                reference = logits
-            else:
-                ev.fidelity = fidelity(reference, logits)
+                reference = outputs
+            elif len(reference) > 1 and len(outputs) == len(reference):
+                names = list(info.output_names) if info else []
+                names += [f"output{k}" for k in range(len(names), len(outputs))]
+                ev.fidelity, ev.outputs = fidelity_per_output(names, reference, outputs)
+            else:  # one output (or a runner that gives only the first)
+                ev.fidelity = fidelity(reference[0], logits)
             results.append(ev)
         if progress:
             progress(f"timing {len(runners)} models in {rounds} interleaved rounds")

@@ -50,8 +50,16 @@ class BuildConfig:
     optimization_level: int = 3
     dla_core: int | None = None
     runtime: str | None = None  # CPU: pin ort | openvino instead of timing both
+    onnx: str | None = None  # start from this FP32 ONNX instead of exporting `model`
+    model_args: tuple[str, ...] = ()  # KEY=VALUE for a `file.py:factory` model
+    mean: tuple[float, float, float] | None = None  # preprocessing over the model's own
+    std: tuple[float, float, float] | None = None
+    resize: int | None = None
+    crop: int | None = None
+    interpolation: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "model_args", tuple(self.model_args))
         if self.precision not in PRECISIONS:
             raise SwinEdgeError(
                 f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
@@ -64,10 +72,45 @@ class BuildConfig:
             raise SwinEdgeError("--iterations must be >= 1 and --warmup >= 0")
         if self.rounds < 1:
             raise SwinEdgeError(f"--rounds {self.rounds}: use at least 1 (at most --iterations)")
+        if self.onnx is not None:
+            given = [
+                option
+                for option, value in (
+                    ("--model", self.model != "swin_tiny"),
+                    ("--checkpoint", self.checkpoint),
+                    ("--img-size", self.img_size),
+                    ("--window-size", self.window_size),
+                    ("--num-classes", self.num_classes),
+                    ("--model-arg", self.model_args),
+                    ("--dynamic-batch", self.dynamic_batch),
+                )
+                if value
+            ]
+            if given:
+                raise SwinEdgeError(
+                    f"--onnx starts from '{self.onnx}' as it is; drop {', '.join(given)} "
+                    "(they describe a model to export)"
+                )
+
+    @property
+    def run_name(self) -> str:
+        """``swin_tiny``, ``file.factory`` for ``file.py:factory``, the stem of ``--onnx``."""
+        from .model_ref import parse_model_ref
+
+        if self.onnx is not None:
+            return Path(self.onnx).stem
+        ref = parse_model_ref(self.model)
+        return f"{ref.path.stem}.{ref.factory}" if ref else self.model
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.out or f"runs/{self.model}-{self.precision}")
+        return Path(self.out or f"runs/{self.run_name}-{self.precision}")
+
+    def preprocess_flags(self) -> Any:
+        """The --mean/--std/--resize/--crop/--interpolation given, as PreprocessFlags."""
+        from .model import PreprocessFlags
+
+        return PreprocessFlags(self.mean, self.std, self.resize, self.crop, self.interpolation)
 
 
 @dataclass
@@ -121,7 +164,6 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     """Run the pipeline into ``cfg.out_dir``: every input is checked before any work, and the
     run folder is replaced whole at the end (see :mod:`~swin_edge.run_folder`)."""
     from .calibration import load_images
-    from .model import create_model
     from .run_folder import check_run_folder, staged_run_folder
 
     check_run_folder(cfg.out_dir)
@@ -130,13 +172,7 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
         from .runtime_select import cpu_candidates
 
         cpu_candidates(cfg.precision, "model.onnx", "model.int8.onnx", runtime=cfg.runtime)
-    model = create_model(
-        cfg.model,
-        checkpoint=cfg.checkpoint,
-        img_size=cfg.img_size,
-        window_size=cfg.window_size,
-        num_classes=cfg.num_classes,
-    )
+    model, cfg = _load_model(cfg)
     pp = model.cfg.preprocess
     # Image folders are read before the slow steps: a bad one fails in seconds.
     eval_set = load_images(cfg.eval_dir, pp, cfg.num_eval)
@@ -152,17 +188,50 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     return res
 
 
+def _load_model(cfg: BuildConfig) -> tuple[Any, BuildConfig]:
+    """The model to build: a built-in variant, a user's ``file.py:factory`` model or an
+    existing ONNX (``--onnx``: its static batch becomes the build's batch)."""
+    from .model import load_model
+
+    if cfg.onnx is None:
+        model = load_model(
+            cfg.model,
+            checkpoint=cfg.checkpoint,
+            img_size=cfg.img_size,
+            window_size=cfg.window_size,
+            num_classes=cfg.num_classes,
+            model_args=cfg.model_args,
+            preprocess=cfg.preprocess_flags(),
+        )
+        return model, cfg
+    from dataclasses import replace
+
+    from .export.onnx_import import load_onnx_model
+
+    model = load_onnx_model(cfg.onnx, cfg.preprocess_flags())
+    if model.batch is not None and model.batch != cfg.batch:
+        if cfg.batch != 1:
+            raise SwinEdgeError(
+                f"--batch {cfg.batch}: '{cfg.onnx}' has a static batch of {model.batch}; drop "
+                "--batch (the ONNX decides it)"
+            )
+        cfg = replace(cfg, batch=model.batch)
+    return model, cfg
+
+
 def _build_into(
     out: Path, cfg: BuildConfig, target: str, model, eval_set, calib, progress: bool
 ) -> BuildResult:
     from .bench import environment
     from .evaluate import Candidate, evaluate
     from .export import ExportConfig, torch_to_onnx
+    from .export.onnx_import import OnnxModel, import_onnx
+    from .model import SwinTransformer
     from .utils import sha256_file
 
     res = BuildResult(out, target)
     notes = []
-    if cfg.checkpoint is None:
+    if cfg.checkpoint is None and isinstance(model, SwinTransformer):
         notes.append(
             "no --checkpoint given: random weights, so accuracy figures are only "
             "fidelity to FP32; pass a Microsoft/timm/torchvision checkpoint"
@@ -176,17 +245,25 @@ def _build_into(
             bar.update(1)
 
         bar.set_postfix_str("export")
-        fp32 = torch_to_onnx(
-            model,
-            out / "model.onnx",
-            ExportConfig(batch_size=cfg.batch, dynamic_batch=cfg.dynamic_batch),
-        )
+        if isinstance(model, OnnxModel):  # --onnx: copied in with its config as metadata
+            fp32 = import_onnx(model, out / "model.onnx")
+            if not fp32.lint.ok:
+                notes.append(f"the linter on '{cfg.onnx}': {fp32.lint.summary()}")
+        else:
+            fp32 = torch_to_onnx(
+                model,
+                out / "model.onnx",
+                ExportConfig(batch_size=cfg.batch, dynamic_batch=cfg.dynamic_batch),
+            )
         res.artifacts["onnx_fp32"] = str(fp32.path)
         step("calibrate")
         step("quantize")
         int8_path = None
         recipe = None
+        placement = None
         if cfg.precision == "int8":
+            import onnx
+
             from .quantize import QuantRecipe, quantize_onnx
 
             recipe = QuantRecipe(
@@ -196,7 +273,9 @@ def _build_into(
                 keep_float=cfg.keep_float,
             )
             int8_path = out / f"model.int8-{recipe.target}.onnx"
-            quantize_onnx(fp32.path, int8_path, calib.images, recipe)
+            qres = quantize_onnx(fp32.path, int8_path, calib.images, recipe)
+            graph = onnx.load(str(fp32.path), load_external_data=False).graph
+            placement = qres.placement({n.name: n.op_type for n in graph.node})
             res.artifacts["onnx_int8"] = str(int8_path)
             if recipe.target == "cpu":  # what the ONNX Runtime runner executes, as a file
                 from .backends.onnxrt_lowering import lower_file
@@ -275,6 +354,7 @@ def _build_into(
                 for k, v in res.artifacts.items()
             },
             "results": [e.to_dict() for e in evals],
+            "quantization": placement,
             "runtime_selection": (
                 json.loads((out / "deploy.json").read_text()) if selection else None
             ),

@@ -75,6 +75,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         else:
             cells += ["reference"] + ["-"] * 3
         lines.append("| " + " | ".join(cells) + " |")
+    for r in (r for r in rows if r.get("outputs")):
+        lines += ["", f"Fidelity of `{r['name']}` per output against FP32:", ""]
+        lines += ["| output | shape | cosine | SQNR dB |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"| {o['name']} | {tuple(o['shape'])} | {_fmt(o['cosine'], '.5f')} | "
+            f"{_fmt(o['sqnr_db'], '.1f')} |"
+            for o in r["outputs"]
+        ]
+    lines += _placement_lines(report.get("quantization"))
     worst = [r for r in rows if r.get("worst_layers")]
     for r in worst:
         lines += ["", f"Lowest per-layer SQNR in `{r['name']}`:", ""]
@@ -106,6 +115,22 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("notes"):
         lines += [""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _placement_lines(q: dict[str, Any] | None) -> list[str]:
+    """Where Q/DQ went: GEMM/Conv layers quantized per op type, and every layer kept float
+    with the reason."""
+    if not q:
+        return []
+    counts = ", ".join(f"{n} {op}" for op, n in sorted(q.get("quantized_by_op", {}).items()))
+    lines = ["", f"INT8 placement ({q.get('recipe', '?')} recipe): quantized {counts or 'none'}."]
+    kept = q.get("kept_float") or {}
+    if kept:
+        lines += ["", "Kept float:", ""]
+        for reason in dict.fromkeys(kept.values()):
+            names = ", ".join(f"`{n}`" for n, r in kept.items() if r == reason)
+            lines.append(f"- {names}: {reason}")
+    return lines
 
 
 def _selection_lines(sel: dict[str, Any] | None) -> list[str]:
@@ -158,11 +183,10 @@ def render_chart(report: dict[str, Any], path: str | Path) -> Path:
         quality = [r["accuracy"]["top1"] * 100 for r in rows]
         qlabel = "top-1 accuracy (%)"
     else:
-        quality = [
-            100.0 if r.get("fidelity") is None else r["fidelity"]["top1_agreement"] * 100
-            for r in rows
-        ]
-        qlabel = "top-1 agreement with FP32 (%)"
+        logits = all((r.get("fidelity") or {}).get("top1_agreement") is not None for r in rows[1:])
+        key = "top1_agreement" if logits else "cosine"
+        quality = [100.0 if r.get("fidelity") is None else r["fidelity"][key] * 100 for r in rows]
+        qlabel = "top-1 agreement with FP32 (%)" if logits else "cosine to FP32 x100 (worst output)"
     colors = [
         "#7f7f7f"
         if r["precision"] == "fp32"

@@ -60,13 +60,20 @@ class OnnxrtRunner:
         }
         so.graph_optimization_level = levels[self.config.optimization]
         source = None
+        disabled: list[str] = []
         model = self._read_model()
         if model is not None:  # an unreadable file is left for ONNX Runtime to report
             check_image_model(model, self.model_path)
+            from ..quantize.fp16 import ort_disabled_optimizers  # float16 Q/DQ scales
+
+            disabled = ort_disabled_optimizers(model)
             source = self._lowered_bytes(model) if self.config.lower_int8 else None
         try:
             self.session = ort.InferenceSession(
-                source or str(self.model_path), so, providers=list(self.config.providers)
+                source or str(self.model_path),
+                so,
+                providers=list(self.config.providers),
+                disabled_optimizers=disabled,
             )
         except Exception as e:
             raise SwinEdgeError(
@@ -103,30 +110,37 @@ class OnnxrtRunner:
         self.lowered_gemms = lower_int8_gemms(model)
         return model.SerializeToString() if self.lowered_gemms else None
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for a (B, 3, H, W) batch; a static-batch model is fed in its own chunks."""
+    def infer_outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output for a (B, 3, H, W) batch; a static-batch model is fed in its own chunks."""
         if self.session is None:
             self.activate()
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         b = self.static_batch
         if b is None or len(batch) == b:
-            return self.session.run(None, {self.input_name: batch})[0]
-        outs = []
+            return self.session.run(None, {self.input_name: batch})
+        parts = []
         for i in range(0, len(batch), b):
             chunk = batch[i : i + b]
             n = len(chunk)
             if n < b:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
-            outs.append(self.session.run(None, {self.input_name: chunk})[0][:n])
-        return np.concatenate(outs)
+            parts.append([o[:n] for o in self.session.run(None, {self.input_name: chunk})])
+        return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
-    def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (the first output) for a (B, 3, H, W) batch."""
+        return self.infer_outputs(batch)[0]
+
+    def infer_all_outputs(self, images: np.ndarray, batch_size: int = 8) -> list[np.ndarray]:
+        """Every output for all ``images``, in batches of the model's static batch (if any)."""
         if self.session is None:
             self.activate()
         step = self.static_batch or batch_size
-        return np.concatenate(
-            [self.infer(images[i : i + step]) for i in range(0, len(images), step)]
-        )
+        parts = [self.infer_outputs(images[i : i + step]) for i in range(0, len(images), step)]
+        return [np.concatenate(p) for p in zip(*parts, strict=True)]
+
+    def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        return self.infer_all_outputs(images, batch_size)[0]
 
     def time_once(self, batch: np.ndarray) -> float:
         t0 = time.perf_counter()

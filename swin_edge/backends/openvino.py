@@ -196,34 +196,41 @@ class OpenvinoRunner:
             "int8_layers": int8,
         }
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         out = self.request.infer({0: batch}, share_inputs=True)
-        return np.array(out[self.compiled.output(0)], copy=True)
+        return [np.array(out[o], copy=True) for o in self.compiled.outputs]
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for a (B, 3, H, W) batch; a static-batch model is fed in its own chunks."""
+    def infer_outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output for a (B, 3, H, W) batch; a static-batch model is fed in its own chunks."""
         if self.compiled is None:
             self.activate()
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         b = self.static_batch
         if b is None or len(batch) == b:
             return self._run(batch)
-        outs = []
+        parts = []
         for i in range(0, len(batch), b):
             chunk = batch[i : i + b]
             n = len(chunk)
             if n < b:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
-            outs.append(self._run(np.ascontiguousarray(chunk))[:n])
-        return np.concatenate(outs)
+            parts.append([o[:n] for o in self._run(np.ascontiguousarray(chunk))])
+        return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
-    def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (the first output) for a (B, 3, H, W) batch."""
+        return self.infer_outputs(batch)[0]
+
+    def infer_all_outputs(self, images: np.ndarray, batch_size: int = 8) -> list[np.ndarray]:
+        """Every output for all ``images``, in batches of the model's static batch (if any)."""
         if self.compiled is None:
             self.activate()
         step = self.static_batch or batch_size
-        return np.concatenate(
-            [self.infer(images[i : i + step]) for i in range(0, len(images), step)]
-        )
+        parts = [self.infer_outputs(images[i : i + step]) for i in range(0, len(images), step)]
+        return [np.concatenate(p) for p in zip(*parts, strict=True)]
+
+    def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        return self.infer_all_outputs(images, batch_size)[0]
 
     def time_once(self, batch: np.ndarray) -> float:
         t0 = time.perf_counter()

@@ -18,6 +18,12 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_model_args(parser)
     parser.add_argument(
+        "--onnx",
+        type=common.input_file("pass an FP32 .onnx file"),
+        help="start from this FP32 ONNX (exported elsewhere) instead of exporting --model; "
+        "preprocessing from its swin_edge metadata or the preprocessing flags",
+    )
+    parser.add_argument(
         "--precision",
         default="int8",
         choices=["fp32", "fp16", "bf16", "int8"],
@@ -79,9 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
+    cfg = _config(args)  # --onnx with model options, ...
     if args.out is None:  # the default run folder must be writable too
         try:
-            common.run_folder(f"runs/{args.model}-{args.precision}")
+            common.run_folder(str(cfg.out_dir))
         except common.ArgError as e:
             raise common.ArgError(f"argument --out (default): {e}") from None
     if args.dla is not None:  # DLA runs FP16 only, static batch only
@@ -90,11 +97,10 @@ def check(args: argparse.Namespace) -> None:
         check_dla_request(args.dla, args.precision, dynamic_batch=args.dynamic_batch)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..pipeline import BuildConfig, build
-    from ..report import speedup_of
+def _config(args: argparse.Namespace):
+    from ..pipeline import BuildConfig
 
-    cfg = BuildConfig(
+    return BuildConfig(
         precision=args.precision,
         target=args.target,
         model=args.model,
@@ -120,16 +126,28 @@ def run(args: argparse.Namespace) -> int:
         workspace_mb=args.workspace,
         optimization_level=args.opt_level,
         dla_core=args.dla,
+        onnx=args.onnx,
+        model_args=tuple(args.model_arg),
+        mean=args.mean,
+        std=args.std,
+        resize=args.resize,
+        crop=args.crop,
+        interpolation=args.interpolation,
     )
-    res = build(cfg, progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline import build
+    from ..report import speedup_of
+
+    res = build(_config(args), progress=not args.no_progress)
     rows = res.report["results"]
     print(f"target {res.target}; artifacts in {res.out_dir}/")
     for r in rows:
         q = (
             f"top-1 {r['accuracy']['top1']:.4f}"
             if r["accuracy"]
-            else f"agreement {r['fidelity']['top1_agreement']:.3f} "
-            f"cosine {r['fidelity']['cosine']:.4f}"
+            else common.fidelity_line(r["fidelity"])
             if r["fidelity"]
             else "reference"
         )

@@ -196,20 +196,97 @@ def refuse_same(out: str | None, option: str, *inputs: tuple[str, str | None]) -
             raise ArgError(f"argument {option}: '{out}' is {what} '{path}'; pass another path")
 
 
+def model_name(text: str) -> str:
+    """``type=`` for --model: a variant name, or ``path/to/file.py:factory`` naming a file."""
+    from ..model_ref import parse_model_ref
+
+    try:
+        ref = parse_model_ref(text)
+    except SwinEdgeError as e:
+        raise ArgError(str(e).removeprefix("--model ")) from None
+    if ref is not None:
+        input_file("pass path/to/file.py:factory")(str(ref.path))
+    return text
+
+
+def model_arg(text: str) -> str:
+    """``type=`` for --model-arg KEY=VALUE."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise ArgError(f"{text!r}: use KEY=VALUE, e.g. depth=4 or act=gelu")
+    return text
+
+
+def three_floats(text: str) -> tuple[float, float, float]:
+    """``type=`` for --mean/--std: ``R,G,B`` (or one value for all three)."""
+    try:
+        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        raise ArgError(f"{text!r}: use three numbers R,G,B, e.g. 0.485,0.456,0.406") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or not all(abs(v) < 1e6 for v in values):  # also NaN
+        raise ArgError(f"{text!r}: use three numbers R,G,B, e.g. 0.485,0.456,0.406")
+    return values  # type: ignore[return-value]
+
+
+def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
+    """--mean, --std, --resize, --crop, --interpolation (over the model's own settings)."""
+    g = parser.add_argument_group(
+        "preprocessing (default: the model's own; needed for a model or ONNX without any)"
+    )
+    g.add_argument("--mean", type=three_floats, metavar="R,G,B", help="normalization mean")
+    g.add_argument("--std", type=three_floats, metavar="R,G,B", help="normalization std")
+    g.add_argument(
+        "--resize", type=int_in(1, 4 * MAX_IMG_SIZE), help="shorter side after resizing, px"
+    )
+    g.add_argument(
+        "--crop", type=int_in(1, MAX_IMG_SIZE), help="center crop, px (the model's input size)"
+    )
+    g.add_argument("--interpolation", choices=["bicubic", "bilinear", "nearest", "lanczos"])
+
+
+def preprocess_flags(args: argparse.Namespace) -> Any:
+    """The :class:`~swin_edge.model.PreprocessFlags` of the parsed arguments."""
+    from ..model import PreprocessFlags
+
+    return PreprocessFlags(
+        mean=args.mean,
+        std=args.std,
+        resize=args.resize,
+        crop=args.crop,
+        interpolation=args.interpolation,
+    )
+
+
 def add_model_args(parser: argparse.ArgumentParser, headless: bool = False) -> None:
-    """--model, --checkpoint, --img-size, --window-size, --num-classes; ``headless`` allows
-    ``--num-classes 0`` (no classifier: pooled features, or stage maps)."""
+    """--model, --model-arg, --checkpoint, --img-size, --window-size, --num-classes and the
+    preprocessing flags; ``headless`` allows ``--num-classes 0`` (no classifier)."""
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default="swin_tiny", help="variant name (see `variants`)")
+    g.add_argument(
+        "--model",
+        type=model_name,
+        default="swin_tiny",
+        help="variant name (see `variants`), or path/to/file.py:factory: your own nn.Module",
+    )
+    g.add_argument(
+        "--model-arg",
+        type=model_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for a file.py:factory (a Python literal, else a string)",
+    )
     g.add_argument(
         "--checkpoint",
         type=input_file("pass a Microsoft, timm or torchvision .pth"),
-        help="Microsoft, timm or torchvision .pth (random if omitted)",
+        help="Microsoft, timm or torchvision .pth (random if omitted); a state_dict for a "
+        "file.py:factory model",
     )
     g.add_argument(
         "--img-size",
         type=int_in(1, MAX_IMG_SIZE),
-        help="input resolution (default: the variant's)",
+        help="input resolution (default: the variant's, or the model's img_size)",
     )
     g.add_argument(
         "--window-size",
@@ -222,19 +299,23 @@ def add_model_args(parser: argparse.ArgumentParser, headless: bool = False) -> N
         type=int_in(lo, MAX_CLASSES, hint),
         help="classifier classes (default: checkpoint's)",
     )
+    add_preprocess_args(parser)
 
 
 def model_from_args(args: argparse.Namespace, features_only: bool = False) -> Any:
-    """The :class:`~swin_edge.model.SwinTransformer` the model arguments describe."""
-    from ..model import create_model
+    """The model the arguments describe: a :class:`~swin_edge.model.SwinTransformer`, or a
+    :class:`~swin_edge.model.UserModel` for ``--model file.py:factory``."""
+    from ..model import load_model
 
-    return create_model(
+    return load_model(
         args.model,
         checkpoint=args.checkpoint,
         features_only=features_only,
         img_size=args.img_size,
         window_size=args.window_size,
         num_classes=args.num_classes,
+        model_args=args.model_arg,
+        preprocess=preprocess_flags(args),
     )
 
 
@@ -275,10 +356,48 @@ def add_trt_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def model_or_onnx(args: argparse.Namespace) -> Any:
+    """--onnx as an :class:`~swin_edge.export.onnx_import.OnnxModel`, else the --model."""
+    if getattr(args, "onnx", None) is None:
+        return model_from_args(args)
+    from ..export.onnx_import import load_onnx_model
+
+    return load_onnx_model(args.onnx, preprocess_flags(args))
+
+
+def refuse_with_onnx(args: argparse.Namespace) -> None:
+    """With --onnx, refuse the options that describe a model to export."""
+    given = [
+        option
+        for option, value in (
+            ("--model", args.model != "swin_tiny"),
+            ("--checkpoint", args.checkpoint),
+            ("--img-size", args.img_size),
+            ("--window-size", args.window_size),
+            ("--num-classes", args.num_classes),
+            ("--model-arg", args.model_arg),
+        )
+        if value
+    ]
+    if args.onnx is not None and given:
+        raise ArgError(
+            f"argument --onnx: it starts from '{args.onnx}' as it is; drop {', '.join(given)} "
+            "(they describe a model to export)"
+        )
+
+
+def fidelity_line(fid: dict[str, Any]) -> str:
+    """``agreement 0.998 cosine 0.99990 SQNR 35.1 dB`` (without agreement for feature maps,
+    where cosine and SQNR are the lowest over the outputs)."""
+    worst = "" if fid.get("top1_agreement") is not None else " (worst output)"
+    agree = "" if worst else f"agreement {fid['top1_agreement']:.3f} "
+    return f"{agree}cosine {fid['cosine']:.5f} SQNR {fid['sqnr_db']:.1f} dB{worst}"
+
+
 def preprocess_of(onnx_path: str) -> Any:
     """The preprocessing stored in an exported model's metadata."""
     from ..export import read_model_config
-    from ..model import SwinConfig
+    from ..model.user import preprocess_from_config
 
     path = Path(onnx_path)
     if not path.is_file():
@@ -292,4 +411,4 @@ def preprocess_of(onnx_path: str) -> Any:
             f"'{path}' carries no swin_edge config (preprocessing); export it with "
             "`python -m swin_edge export`"
         )
-    return SwinConfig.from_dict(cfg).preprocess
+    return preprocess_from_config(cfg)

@@ -77,15 +77,12 @@ def run(args: argparse.Namespace) -> int:
     )
     for r in results:
         acc = f"top-1 {r.accuracy.top1:.4f} top-5 {r.accuracy.top5:.4f}" if r.accuracy else ""
-        fid = (
-            f"agreement {r.fidelity.top1_agreement:.3f} cosine {r.fidelity.cosine:.5f} "
-            f"SQNR {r.fidelity.sqnr_db:.1f} dB"
-            if r.fidelity
-            else "reference"
-        )
+        fid = common.fidelity_line(r.fidelity.to_dict()) if r.fidelity else "reference"
         print(
             f"{r.name:32s} p50 {r.latency.p50_ms:7.2f} ms ({r.speedup['median']:.2f}x) {acc} {fid}"
         )
+        for o in r.outputs or []:  # a model with several outputs: each one against FP32
+            print(f"  {o['name']:30s} cosine {o['cosine']:.5f} SQNR {o['sqnr_db']:.1f} dB")
     if args.json:
         from ..utils import write_json_atomic
 

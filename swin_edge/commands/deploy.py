@@ -18,6 +18,11 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_model_args(parser)
     parser.add_argument(
+        "--onnx",
+        type=common.input_file("pass an FP32 .onnx file"),
+        help="bundle this FP32 ONNX (exported elsewhere) instead of exporting --model",
+    )
+    parser.add_argument(
         "--out", type=common.output_file(".tar.gz", ".tgz"), default="bundle.tar.gz"
     )
     parser.add_argument("--precision", default="int8", choices=["fp32", "fp16", "int8"])
@@ -28,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
+    common.refuse_with_onnx(args)
     if args.dla is not None:  # DLA runs FP16 only
         from ..backends.tensorrt import check_dla_request
 
@@ -39,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..calibration import load_images
     from ..deploy import DeployConfig, make_bundle
-    from ..export import ExportConfig, torch_to_onnx
+    from ..export import ExportConfig
+    from ..export.onnx_import import to_onnx
     from ..quantize import QuantRecipe, quantize_onnx
 
     cfg = DeployConfig(
@@ -49,11 +56,9 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         dla_core=args.dla,
     )
-    model = common.model_from_args(args)
+    model = common.model_or_onnx(args)  # --onnx: used as it is
     with tempfile.TemporaryDirectory() as work:
-        fp32 = torch_to_onnx(
-            model, Path(work) / "model.onnx", ExportConfig(dynamic_batch=True)
-        ).path
+        fp32 = to_onnx(model, Path(work) / "model.onnx", ExportConfig(dynamic_batch=True)).path
         int8, sha = None, None
         if args.precision == "int8":
             calib = load_images(args.calib_dir, model.cfg.preprocess, args.num_images, args.seed)

@@ -9,8 +9,9 @@ from . import common
 NAME = "export"
 HELP = "PyTorch -> static ONNX (roll and mask as constants), linted"
 DESCRIPTION = (
-    "Export a Swin model to ONNX with static shapes (only the batch may be dynamic) and lint "
-    "it; nothing is written when the lint fails."
+    "Export a Swin model, or your own (--model path/to/file.py:factory), to ONNX with static "
+    "shapes (only the batch may be dynamic) and lint it; nothing is written when the lint "
+    "fails, and each dynamic op is named with the source line that made it."
 )
 
 

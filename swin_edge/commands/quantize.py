@@ -78,6 +78,8 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import onnx
+
     from ..calibration import load_images
     from ..onnx_check import check_image_model_file
     from ..quantize import QuantRecipe, quantize_onnx
@@ -99,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
         f"{res.num_calibration} calibration images, {len(res.quantized_nodes)} nodes "
         f"quantized, {len(res.kept_float)} kept float, {res.qdq_counts}"
     )
+    graph = onnx.load(args.onnx, load_external_data=False).graph
+    placement = res.placement({n.name: n.op_type for n in graph.node})
+    counts = ", ".join(f"{n} {op}" for op, n in sorted(placement["quantized_by_op"].items()))
+    print(f"quantized: {counts or 'no GEMM/MatMul/Conv'}")
+    for reason in dict.fromkeys(placement["kept_float"].values()):  # what stayed float, and why
+        names = [n for n, r in placement["kept_float"].items() if r == reason]
+        print(f"kept float ({reason}): {', '.join(names)}")
     if args.ort_out:
         from ..backends.onnxrt_lowering import lower_file
 

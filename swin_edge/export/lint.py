@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import ast
+import os
+import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +47,93 @@ TENSORRT_OPS = frozenset(
 )
 
 MIN_OPSET = 17
+
+# Node metadata torch's dynamo exporter writes (`export` keeps it while it lints).
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
+CLASS_KEY = "pkg.torch.onnx.class_hierarchy"
+SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+# Per dynamic op: what the code that produced it does, and what to change.
+FIXES = {
+    "Shape": ("shape read from a tensor", "compute it from the config (Python ints; -1 for batch)"),
+    "Size": ("size read from a tensor", "compute it from the config (Python ints)"),
+    "Mod": ("% on a run-time size", "compute it from the config (Python ints)"),
+    "NonZero": (
+        "data-dependent torch.nonzero/boolean indexing",
+        "use a fixed-size mask (multiply or torch.where)",
+    ),
+    "ConstantOfShape": (
+        "tensor created with a run-time size",
+        "create it with sizes from the config, or once as a buffer",
+    ),
+    "Range": ("torch.arange over a run-time size", "build it once at construction as a buffer"),
+}
+COMPUTED_FIX = "its shape input is computed at run time; pass Python ints from the config"
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in [^\n]*\n[ \t]*([^\n]*)')
+_LIBRARY = re.compile(
+    r"(^|/)(site|dist)-packages/(torch|onnxscript|functorch)/|^(torch|onnxscript)/"
+)
+
+
+def is_library_file(path: str) -> bool:
+    """Whether a source path is torch's or onnxscript's own code (not the model's)."""
+    return path.startswith("<") or bool(_LIBRARY.search(path.replace(os.sep, "/")))
+
+
+def _short_path(path: str) -> str:
+    rel = os.path.relpath(path) if os.path.isabs(path) else path
+    return path if rel.startswith("..") else rel
+
+
+def _meta(node: onnx.NodeProto, key: str) -> str:
+    return next((p.value for p in node.metadata_props if p.key == key), "")
+
+
+def _literal_list(text: str) -> list[str]:
+    """A metadata list such as ``['', 'layers', 'layers.0']`` (a Python literal), or []."""
+    try:
+        value = ast.literal_eval(text) if text else []
+    except (ValueError, SyntaxError):
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def node_origin(node: onnx.NodeProto) -> str | None:
+    """``file.py:42 in module 'layers.0.attn' (Class): `code``` from the exporter's metadata:
+    the innermost frame of the node's stack trace outside torch's own code."""
+    frames = _FRAME.findall(_meta(node, STACK_TRACE_KEY))
+    frame = next((f for f in reversed(frames) if not is_library_file(f[0])), None)
+    if frame is None:
+        return None
+    file, line, code = frame
+    scopes = [x for x in _literal_list(_meta(node, SCOPES_KEY)) if x]
+    classes = _literal_list(_meta(node, CLASS_KEY))
+    module = scopes[-2] if len(scopes) > 1 else ""
+    cls = classes[-2].rsplit(".", 1)[-1] if len(classes) > 1 else ""
+    where = f"module '{module}' ({cls})" if module else f"{cls or 'the model'}.forward"
+    return f"{_short_path(file)}:{line} in {where}: `{code.strip()[:80]}`"
+
+
+def _origins(nodes: list[onnx.NodeProto], consumers: dict[str, list[onnx.NodeProto]]) -> list[str]:
+    """Distinct source locations of ``nodes``: each node's own, else the nearest found among
+    the nodes that use its outputs (a hoisted ``x.shape`` read has none; its users have)."""
+    found: list[str] = []
+    for node in nodes:
+        queue, seen, where = [node], set(), None
+        while queue and where is None and len(seen) < 64:
+            n = queue.pop(0)
+            if id(n) not in seen:
+                seen.add(id(n))
+                where = node_origin(n)
+                queue += [u for o in n.output for u in consumers.get(o, [])]
+        if where is not None and where not in found:
+            found.append(where)
+    return found
+
+
+def _located(what: str, fix: str, origins: list[str], limit: int = 3) -> str:
+    more = f" (+{len(origins) - limit} more)" if len(origins) > limit else ""
+    return f"{what} at " + "; ".join(origins[:limit]) + more + f"; {fix}"
 
 
 def _non_tensorrt_qdq(graph: onnx.GraphProto) -> int:
@@ -98,16 +188,29 @@ def lint_onnx(model: onnx.ModelProto | str | Path, allow_dynamic_batch: bool = T
         errs.append(f"opset {opset} < {MIN_OPSET}")
     constants = {i.name for i in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)  # to trace source lines
+    for n in graph.node:
+        for i in n.input:
+            consumers[i].append(n)
     dyn = sorted(op for op in counts if op in DYNAMIC_OPS)
     if dyn:
-        errs.append("dynamic-shape ops: " + ", ".join(f"{op} x{counts[op]}" for op in dyn))
+        parts = []
+        for op in dyn:
+            origins = _origins([n for n in graph.node if n.op_type == op], consumers)
+            hint = f" [{_located(*FIXES[op], origins)}]" if origins else ""
+            parts.append(f"{op} x{counts[op]}{hint}")
+        errs.append("dynamic-shape ops: " + ", ".join(parts))
     unsupported = sorted(op for op in counts if op not in TENSORRT_OPS and op not in DYNAMIC_OPS)
     if unsupported:
         errs.append("ops outside TensorRT's ONNX support: " + ", ".join(unsupported))
     for node in graph.node:
         for idx in SHAPE_INPUTS.get(node.op_type, ()):
             if idx < len(node.input) and node.input[idx] and node.input[idx] not in constants:
-                errs.append(f"dynamic {node.op_type} '{node.name}' (input {idx} is computed)")
+                origins = _origins([node], consumers)
+                where = f": {_located(node.op_type, COMPUTED_FIX, origins)}" if origins else ""
+                errs.append(
+                    f"dynamic {node.op_type} '{node.name}' (input {idx} is computed{where})"
+                )
                 break
     bad_qdq = _non_tensorrt_qdq(graph)
     if bad_qdq:

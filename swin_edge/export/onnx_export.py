@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +17,10 @@ import onnx
 import torch
 
 from ..errors import SwinEdgeError
-from ..model.swin import SwinTransformer
+from ..model.swin import SwinTransformer, prepare_for_export
+from ..model.user import UserModel, describe_exception, flatten_outputs
 from ..utils import atomic_path
-from .lint import LintReport, lint_onnx
+from .lint import CLASS_KEY, SCOPES_KEY, STACK_TRACE_KEY, LintReport, lint_onnx
 
 CONFIG_KEY = "swin_edge.config"
 
@@ -54,44 +58,105 @@ def _output_names(model: SwinTransformer) -> list[str]:
     return ["features"] if model.cfg.num_classes == 0 else ["logits"]
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No warnings, log lines or graph dumps from torch while it exports: a failure is then
+    the one line we raise."""
+    names = ["torch", "onnxscript"] + [
+        n for n in logging.root.manager.loggerDict if n.startswith(("torch.", "onnxscript."))
+    ]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _run_user_model(model: UserModel, x: torch.Tensor) -> tuple[list[torch.Tensor], list[str]]:
+    """The user's model on the example input (its outputs and their names), with a one-line
+    error naming the user's source line when its forward fails."""
+    what = f"--model '{model.cfg.source}'"
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as e:
+        raise SwinEdgeError(
+            f"{what} fails on a {tuple(x.shape)} input ({describe_exception(e)}); check "
+            "--img-size against the size the model was built for"
+        ) from None
+    return flatten_outputs(out, what)
+
+
 def torch_to_onnx(
-    model: SwinTransformer,
+    model: SwinTransformer | UserModel,
     path: str | Path,
     cfg: ExportConfig | None = None,
     verify: bool = True,
 ) -> ExportResult:
-    """Export ``model`` to ``path`` atomically; raise if the graph is not static/parsable."""
+    """Export ``model`` (ours, or a user's :class:`~swin_edge.model.UserModel`) to ``path``
+    atomically; raise if the graph is not static/parsable, naming the source line of each
+    dynamic op."""
     cfg = cfg or ExportConfig()
     path = Path(path)
     model = model.eval()
-    export_model = copy.deepcopy(model).prepare_for_export()
+    net = model.module if isinstance(model, UserModel) else model
+    try:
+        export_model = prepare_for_export(copy.deepcopy(net))
+    except Exception as e:
+        if not isinstance(model, UserModel):
+            raise
+        raise SwinEdgeError(
+            f"--model '{model.cfg.source}' cannot be copied for export "
+            f"({describe_exception(e)}); keep files, locks and sessions out of the module"
+        ) from None
     size = model.cfg.img_size
     x = torch.randn(
         cfg.batch_size, model.cfg.in_chans, size, size, generator=torch.Generator().manual_seed(0)
     )
-    dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}} if cfg.dynamic_batch else None
-    for name in ("torch.onnx", "torch.export", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            export_model,
-            (x,),
-            dynamo=True,
-            opset_version=cfg.opset,
-            input_names=["input"],
-            output_names=_output_names(model),
-            dynamic_shapes=dynamic,
-            optimize=True,
-            external_data=False,
-            verbose=False,
-        )
+    if isinstance(model, UserModel):
+        ref, names = _run_user_model(model, x)
+    else:
+        ref, names = None, _output_names(model)
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=1024)},) if cfg.dynamic_batch else None
+    with _quiet(), torch.no_grad():
+        try:
+            program = torch.onnx.export(
+                export_model,
+                (x,),
+                dynamo=True,
+                opset_version=cfg.opset,
+                input_names=["input"],
+                output_names=names,
+                dynamic_shapes=dynamic,
+                optimize=True,
+                external_data=False,
+                verbose=False,
+            )
+        except Exception as e:
+            if not isinstance(model, UserModel):
+                raise
+            raise SwinEdgeError(
+                f"export of '{model.cfg.source}' failed in torch.onnx.export "
+                f"({describe_exception(e)}); the forward must trace with static shapes: no "
+                "Python branches on tensor values, sizes from the config"
+            ) from None
     proto = fold_constants(program.model_proto)
-    name_nodes_by_module(proto)
+    name_nodes_by_module(proto, keep_sources=True)  # the linter names source lines
+    report = lint_onnx(proto, allow_dynamic_batch=cfg.dynamic_batch)
+    drop_sources(proto)
     meta = proto.metadata_props.add()
     meta.key, meta.value = CONFIG_KEY, json.dumps(model.cfg.to_dict())
     onnx.checker.check_model(proto)
-    report = lint_onnx(proto, allow_dynamic_batch=cfg.dynamic_batch)
     if cfg.max_nodes is not None and report.num_nodes > cfg.max_nodes:
         report.errors.append(f"{report.num_nodes} nodes > limit {cfg.max_nodes}")
     if not report.ok:
@@ -100,7 +165,7 @@ def torch_to_onnx(
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
         if verify:
-            diff = _max_abs_diff(model, tmp, x)
+            diff = _max_abs_diff(model, tmp, x, ref)
             if not np.isfinite(diff):  # raising here leaves nothing written
                 raise SwinEdgeError(
                     f"export of '{model.cfg.name}' to '{path}': the outputs are not finite "
@@ -118,18 +183,20 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnxscript.optimizer.optimize(model, input_size_limit=1 << 24, output_size_limit=1 << 26)
 
 
-def name_nodes_by_module(model: onnx.ModelProto) -> None:
+def name_nodes_by_module(model: onnx.ModelProto, keep_sources: bool = False) -> None:
     """Name nodes ``<module path>/<Op>_<k>`` (e.g. ``layers.0.blocks.1.mlp.fc2/Gemm_0``) from the
-    exporter's scope metadata, and drop stack traces (they embed local paths)."""
+    exporter's scope metadata, keeping the scope metadata; stack traces (they embed local paths)
+    and class names go unless ``keep_sources`` (for the linter; see :func:`drop_sources`)."""
+    kept = {"namespace", SCOPES_KEY} | ({STACK_TRACE_KEY, CLASS_KEY} if keep_sources else set())
     seen: dict[str, int] = {}
     for node in model.graph.node:
         scope = ""
         keep = []
         for p in node.metadata_props:
-            if p.key == "pkg.torch.onnx.name_scopes":
+            if p.key == SCOPES_KEY:
                 scopes = [s for s in json.loads(p.value.replace("'", '"')) if s]
                 scope = scopes[-2] if len(scopes) > 1 else ""
-            if p.key in ("namespace", "pkg.torch.onnx.name_scopes"):
+            if p.key in kept:
                 keep.append((p.key, p.value))
         del node.metadata_props[:]
         for key, value in keep:
@@ -141,14 +208,32 @@ def name_nodes_by_module(model: onnx.ModelProto) -> None:
         node.name = f"{base}_{k}"
 
 
-def _max_abs_diff(model: SwinTransformer, onnx_path: Path, x: torch.Tensor) -> float:
+def drop_sources(model: onnx.ModelProto) -> None:
+    """Remove the exporter's stack traces (they embed local paths) and class names."""
+    for node in model.graph.node:
+        drop = (STACK_TRACE_KEY, CLASS_KEY)
+        keep = [(p.key, p.value) for p in node.metadata_props if p.key not in drop]
+        if len(keep) != len(node.metadata_props):
+            del node.metadata_props[:]
+            for key, value in keep:
+                entry = node.metadata_props.add()
+                entry.key, entry.value = key, value
+
+
+def _max_abs_diff(
+    model: SwinTransformer | UserModel,
+    onnx_path: Path,
+    x: torch.Tensor,
+    refs: list[torch.Tensor] | None = None,
+) -> float:
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     outs = sess.run(None, {"input": x.numpy()})
-    with torch.no_grad():
-        ref = model(x)
-    refs = ref if isinstance(ref, list) else [ref]
+    if refs is None:
+        with torch.no_grad():
+            ref = model(x)
+        refs = ref if isinstance(ref, list) else [ref]
     return float(max(np.abs(o - r.numpy()).max() for o, r in zip(outs, refs, strict=True)))
 
 

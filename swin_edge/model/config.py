@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..errors import SwinEdgeError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_CROP_PCT = 0.875  # resize 256, crop 224
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,93 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
+        d = dict(d)
+        for key in ("mean", "std"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def crop_pct_for(crop: int, resize: int) -> float:
+    """The crop fraction whose timm rule ``int(crop / crop_pct)`` gives exactly ``resize``."""
+    pct = crop / resize
+    for _ in range(8):  # float rounding can land one off; step to the neighbouring double
+        got = int(crop / pct)
+        if got == resize:
+            break
+        pct = math.nextafter(pct, 0.0 if got < resize else 2.0)
+    return pct
+
+
+@dataclass(frozen=True)
+class PreprocessFlags:
+    """Preprocessing from the command line (``--mean --std --resize --crop --interpolation``);
+    None means not given. :meth:`apply` lays them over a model's own settings."""
+
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    resize: int | None = None
+    crop: int | None = None
+    interpolation: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in value))
+                if len(getattr(self, name)) != 3:
+                    raise SwinEdgeError(f"--{name} {value}: give 3 values (R,G,B)")
+        if self.std is not None and min(self.std) <= 0:
+            raise SwinEdgeError(f"--std {self.std}: every value must be > 0")
+        for name in ("resize", "crop"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SwinEdgeError(f"--{name} {value}: use a size of at least 1 pixel")
+        if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
+            raise SwinEdgeError(
+                f"--interpolation {self.interpolation!r}: choose one of {', '.join(INTERPOLATIONS)}"
+            )
+
+    def given(self) -> bool:
+        return any(v is not None for v in asdict(self).values())
+
+    def apply(self, base: PreprocessConfig | None, img_size: int, what: str) -> PreprocessConfig:
+        """``base`` (the model's own settings, None when it has none) with the given flags laid
+        over it, for an input of ``img_size``. Without a base every setting but --crop (the
+        input size) must be given; the error names the missing ones."""
+        if self.crop is not None and self.crop != img_size:
+            raise SwinEdgeError(
+                f"--crop {self.crop} does not match the input size {img_size} of {what} (the "
+                f"crop is what the model sees); drop --crop or pass --crop {img_size}"
+            )
+        if base is None:
+            needed = ("mean", "std", "resize", "interpolation")
+            missing = [f"--{k}" for k in needed if getattr(self, k) is None]
+            if missing:
+                raise SwinEdgeError(
+                    f"{what} carries no preprocessing settings; pass {', '.join(missing)} "
+                    "(e.g. ImageNet: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 "
+                    f"--resize {round(img_size / IMAGENET_CROP_PCT)} --interpolation bicubic)"
+                )
+            base = PreprocessConfig(img_size=img_size)
+        elif base.img_size != img_size:
+            base = replace(base, img_size=img_size)
+        resize = self.resize if self.resize is not None else base.resize_size
+        if resize < img_size:
+            raise SwinEdgeError(
+                f"--resize {resize} is smaller than the input size {img_size} of {what}; resize "
+                f"the shorter side to at least {img_size}"
+            )
+        return replace(
+            base,
+            crop_pct=crop_pct_for(img_size, resize) if self.resize is not None else base.crop_pct,
+            interpolation=self.interpolation or base.interpolation,
+            mean=self.mean or base.mean,
+            std=self.std or base.std,
+        )
 
 
 @dataclass(frozen=True)

@@ -360,21 +360,29 @@ class SwinTransformer(nn.Module):
         return feats
 
     def prepare_for_export(self) -> SwinTransformer:
-        """In place: fold query scales into qkv weights, use the fusable GELU form and the
-        denormal-free mask value (:data:`EXPORT_MASK_FILL`)."""
-        for m in self.modules():
-            if isinstance(m, WindowAttention):
-                m.fold_scale()
-            if isinstance(m, SwinTransformerBlock):
-                m.set_mask_fill(EXPORT_MASK_FILL)
-            if isinstance(m, Mlp):
-                m.act = ErfGELU()
+        """In place: see :func:`prepare_for_export`."""
+        prepare_for_export(self)
         return self
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         if self.features_only:
             return self.forward_intermediates(x)
         return self.head(self.forward_features(x))
+
+
+def prepare_for_export(model: nn.Module) -> nn.Module:
+    """In place, on any network (ours, or a user's built with or around these blocks): fold
+    query scales into qkv weights, use the denormal-free mask value (:data:`EXPORT_MASK_FILL`)
+    and write every exact ``nn.GELU`` in the form ONNX Runtime fuses (same function)."""
+    for m in list(model.modules()):
+        if isinstance(m, WindowAttention):
+            m.fold_scale()
+        if isinstance(m, SwinTransformerBlock):
+            m.set_mask_fill(EXPORT_MASK_FILL)
+        for name, child in list(m.named_children()):
+            if type(child) is nn.GELU and child.approximate == "none":
+                setattr(m, name, ErfGELU())
+    return model
 
 
 __all__ = [
@@ -389,6 +397,7 @@ __all__ = [
     "SwinTransformerBlock",
     "WindowAttention",
     "get_relative_position_index",
+    "prepare_for_export",
     "shifted_window_mask",
     "window_partition",
 ]

@@ -23,6 +23,23 @@ class QuantResult:
     quantized_nodes: list[str] = field(default_factory=list)
     kept_float: list[str] = field(default_factory=list)
     qdq_counts: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # kept-float node -> why
+
+    def placement(self, op_types: dict[str, str] | None = None) -> dict:
+        """For reports: the recipe, GEMM/MatMul/Conv nodes quantized (per op type when
+        ``op_types`` maps names to ops) and every node kept float with its reason."""
+        by_op: dict[str, int] = {}
+        for name in self.quantized_nodes:
+            op = (op_types or {}).get(name)
+            if op in ("Gemm", "MatMul", "Conv"):
+                by_op[op] = by_op.get(op, 0) + 1
+        return {
+            "recipe": self.recipe.target,
+            "engine": self.recipe.engine,
+            "quantized": list(self.quantized_nodes),
+            "quantized_by_op": by_op,
+            "kept_float": {n: self.reasons.get(n, "kept float") for n in self.kept_float},
+        }
 
 
 def input_info(model: onnx.ModelProto) -> tuple[str, int | None]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ..errors import SwinEdgeError
 from ..utils import atomic_path, lazy_import
 from .common import QuantResult, check_symmetric_int8, input_info, iter_batches, qdq_summary
 from .placement import plan_placement
@@ -63,10 +64,22 @@ def onnx_to_int8_nncf(
         activations_to_uint8(qmodel)
         quantize_gemm_bias(qmodel)
     else:
-        check_symmetric_int8(qmodel)
+        try:
+            check_symmetric_int8(qmodel)
+        except SwinEdgeError as e:  # NNCF's own choice; its options cannot force int8 there
+            raise SwinEdgeError(
+                f"{e}: NNCF quantizes non-negative activations (after a ReLU) as uint8, which "
+                "TensorRT cannot take; use --engine ort with --target tensorrt for this model"
+            ) from None
     with atomic_path(out_path) as tmp:
         onnx.save(qmodel, str(tmp))
     quantized = sorted({n.name for n in qmodel.graph.node} & set(plan.gemms))
     return QuantResult(
-        Path(out_path), recipe, len(images), quantized, plan.keep_float, qdq_summary(qmodel)
+        Path(out_path),
+        recipe,
+        len(images),
+        quantized,
+        plan.keep_float,
+        qdq_summary(qmodel),
+        plan.reasons,
     )

@@ -125,4 +125,6 @@ def onnx_to_int8_ort(
             f"quantizing '{fp32_path}' could not write {e.filename or out_path} ({e.strerror}); "
             "free disk space or make the --out folder and TMPDIR writable"
         ) from None
-    return QuantResult(Path(out_path), recipe, len(images), plan.quantize, plan.keep_float, counts)
+    return QuantResult(
+        Path(out_path), recipe, len(images), plan.quantize, plan.keep_float, counts, plan.reasons
+    )

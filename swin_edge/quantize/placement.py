@@ -26,24 +26,38 @@ MOVE_OPS = frozenset(
 FLOAT_OPS = frozenset({"LayerNormalization", "Softmax", "Gelu", "Erf", "ReduceMean"})
 
 
+# Why the cpu recipe keeps every Conv in float (the patch embedding, or a user's conv layers).
+CPU_CONV_REASON = (
+    "cpu recipe: ONNX Runtime runs a Conv in int8 only as QLinearConv, whose output must be "
+    "quantized too; the tensorrt recipe quantizes it"
+)
+
+
 @dataclass
 class Placement:
-    """Nodes to quantize (compute + data movement) and those kept in float."""
+    """Nodes to quantize (compute + data movement) and those kept in float, with the reason
+    for each GEMM/MatMul/Conv kept float (``reasons``)."""
 
     quantize: list[str] = field(default_factory=list)
     keep_float: list[str] = field(default_factory=list)
     gemms: list[str] = field(default_factory=list)
     residual_adds: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def matching(name: str, patterns: Iterable[str]) -> str | None:
+    """The first pattern matching a node name, as a glob, or as a substring without wildcard."""
+    for pat in patterns:
+        if any(c in pat for c in "*?[") and fnmatch.fnmatchcase(name, pat):
+            return pat
+        if pat in name:
+            return pat
+    return None
 
 
 def matches(name: str, patterns: Iterable[str]) -> bool:
     """A pattern matches a node name as a glob, or as a substring when it has no wildcard."""
-    for pat in patterns:
-        if any(c in pat for c in "*?[") and fnmatch.fnmatchcase(name, pat):
-            return True
-        if pat in name:
-            return True
-    return False
+    return matching(name, patterns) is not None
 
 
 def _constant_names(graph: onnx.GraphProto) -> set[str]:
@@ -61,11 +75,14 @@ def plan_placement(
         for name in node.input:
             consumers[name].append(node)
     out = Placement()
-    kept = {n.name for n in graph.node if n.op_type in GEMM_OPS and matches(n.name, keep_float)}
-    if target == "cpu":
-        # ORT runs a Conv in int8 only as QLinearConv, whose output must be quantized too; the
-        # patch embedding feeds a float LayerNorm, so Q/DQ there would only add two passes.
-        kept |= {n.name for n in graph.node if n.op_type == "Conv"}
+    for n in graph.node:
+        if n.op_type in GEMM_OPS and (pat := matching(n.name, keep_float)) is not None:
+            out.reasons[n.name] = f"--keep-float {pat}"
+        elif target == "cpu" and n.op_type == "Conv":
+            # ORT runs a Conv in int8 only as QLinearConv, whose output must be quantized too;
+            # the patch embedding feeds a float LayerNorm, so Q/DQ there would only add passes.
+            out.reasons[n.name] = CPU_CONV_REASON
+    kept = set(out.reasons)
     out.keep_float = sorted(kept)
     gemms = {n.name for n in graph.node if n.op_type in GEMM_OPS and n.name not in kept}
     out.gemms = [n.name for n in graph.node if n.name in gemms]
