@@ -27,6 +27,7 @@ from .commands import (
     lint,
     quantize,
     report,
+    serve_bench,
     variants,
 )
 from .errors import SwinEdgeError
@@ -40,6 +41,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     quantize,
     compare,
     bench,
+    serve_bench,
     report,
     deploy,
     engine,
@@ -47,7 +49,7 @@ COMMANDS: tuple[ModuleType, ...] = (
 )
 DESCRIPTION = (
     "Swin Transformer from PyTorch to fast, accurate INT8 on edge hardware.\n\ncommands:\n"
-    + "".join(f"  {m.NAME:9s} {m.HELP}\n" for m in COMMANDS)
+    + "".join(f"  {m.NAME:11s} {m.HELP}\n" for m in COMMANDS)
 )
 
 
