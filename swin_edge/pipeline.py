@@ -392,12 +392,21 @@ def _engines(
             timing_cache=str(out / "timing.cache"),
             opt_batch=cfg.batch,
             max_batch=max(cfg.batch, 8),
-            dla_core=cfg.dla_core if precision != "fp32" else None,
+            dla_core=cfg.dla_core if precision == "fp16" else None,  # DLA runs FP16 only
         )
         engine = out / f"model.{precision}.engine"
-        onnx_to_engine(src, engine, tcfg, calib_sha if precision == "int8" else None)
+        manifest = onnx_to_engine(src, engine, tcfg, calib_sha if precision == "int8" else None)
         res.artifacts[f"engine_{precision}"] = str(engine)
-        cands.append(Candidate(f"tensorrt-{precision}", "tensorrt", precision, engine))
+        label = manifest.get("label", tcfg.label)  # "fp32" engines are built with TF32 off
+        cands.append(
+            Candidate(
+                f"tensorrt-{label}",
+                "tensorrt",
+                precision,
+                engine,
+                {"engine_layers": manifest.get("layers"), "dla_core": tcfg.dla_core},
+            )
+        )
     return cands
 
 

@@ -113,7 +113,14 @@ def test_build_cli_bad_eval_dir_writes_nothing(tmp_path, capsys):
 def test_static_batch_larger_than_sample_and_too_many_classes(tmp_path, labeled_dir):
     res = build(
         BuildConfig(
-            precision="int8", target="cpu", batch=16, num_eval=6, out=str(tmp_path / "b16"), **SMALL
+            precision="int8",
+            target="cpu",
+            batch=16,
+            num_eval=6,
+            out=str(tmp_path / "b16"),
+            runtime="ort",  # the runtime selection is tested elsewhere
+            threads=1,
+            **SMALL,
         ),
         progress=False,
     )

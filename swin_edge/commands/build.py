@@ -80,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["ort", "openvino"],
         help="CPU: pin ONNX Runtime or OpenVINO (default: time both and deploy the fastest)",
     )
+    parser.add_argument(
+        "--triton",
+        type=common.run_folder,
+        metavar="REPO",
+        help="also write a Triton model repository of the run to REPO (exports a dynamic "
+        "batch so Triton can batch requests)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_trt_args(parser)
 
@@ -117,7 +124,7 @@ def _config(args: argparse.Namespace):
         keep_float=tuple(args.keep_float),
         out=args.out,
         batch=args.batch,
-        dynamic_batch=args.dynamic_batch,
+        dynamic_batch=args.dynamic_batch or (args.triton is not None and args.dla is None),
         threads=args.threads,
         iterations=args.iterations,
         warmup=args.warmup,
@@ -156,4 +163,9 @@ def run(args: argparse.Namespace) -> int:
             f"({speedup_of(r, rows[0]):.2f}x)  {q}"
         )
     print(f"report: {res.artifacts['report_md']} (+ report.json, report.png)")
+    if args.triton:
+        from ..triton.repository import repository_from_run
+
+        repo = repository_from_run(res.out_dir, args.triton, max_batch_size=max(8, args.batch))
+        print(f"Triton repository {repo.path}: {', '.join(repo.models)}")
     return 0

@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timing-cache", type=common.output_file())
     parser.add_argument("--iterations", type=common.iterations, default=200)
     parser.add_argument("--warmup", type=common.warmup, default=50)
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="fp32 only: allow TF32 tensor cores (the engine is then labelled tf32)",
+    )
     common.add_trt_args(parser)
 
 
@@ -52,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         timing_cache=args.timing_cache,
         dla_core=args.dla,
+        tf32=args.tf32,
     )
     if not Path(args.onnx).is_file():
         raise SwinEdgeError(f"'{args.onnx}' does not exist; pass the ONNX to build from")
@@ -59,8 +65,16 @@ def run(args: argparse.Namespace) -> int:
     manifest = onnx_to_engine(args.onnx, out, cfg)
     print(
         f"wrote {out} (+ .json manifest) for {manifest['gpu_name']}, TensorRT "
-        f"{manifest['tensorrt_version']}\nequivalent: {manifest['trtexec']}"
+        f"{manifest['tensorrt_version']} ({manifest.get('label', args.precision)})\n"
+        f"equivalent: {manifest['trtexec']}\nbenchmark: {manifest.get('trtexec_bench', '')}"
     )
+    layers = manifest.get("layers") or {}
+    if layers:
+        print(
+            f"layers: {layers.get('dla', 0)} on DLA, {layers.get('gpu', 0)} on GPU; precisions "
+            f"{layers.get('precisions', {})}; unexpected FP32: "
+            f"{', '.join(layers.get('fp32_unexpected', [])) or 'none'}"
+        )
     with TrtRunner(out) as runner:
         s = runner.benchmark(iterations=args.iterations, warmup=args.warmup)
     print(

@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="for --calibration percentile",
     )
     parser.add_argument(
+        "--scale-dtype",
+        default="auto",
+        choices=["auto", "fp16", "fp32"],
+        help="Q/DQ scale type; auto: fp16 for tensorrt (an INT8 + FP16 model whose DQ outputs "
+        "are FP16 in a strongly typed engine), fp32 for cpu",
+    )
+    parser.add_argument(
         "--keep-float",
         action="append",
         default=[],
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         percentile=args.percentile,
         keep_float=tuple(args.keep_float),
+        scale_dtype=args.scale_dtype,
     )
     pp = common.preprocess_of(args.onnx)
     check_image_model_file(args.onnx, allow_quantized=False)  # before reading any image
