@@ -23,7 +23,8 @@ per-round ratios. Variants:
                   with --reference NAME=PATH: another FP32 export (e.g. timm's, written by
                   export_timm_reference.py) and ORT quantize_static defaults applied to it
 For each thread setting the script prints what `build --precision int8` would deploy on this CPU
-(the fastest of int8-cpu, int8-cpu-qdq and ov-int8-cpu), the fastest off-the-shelf path (FP32 in
+(the fastest of int8-cpu, int8-cpu-qdq, ov-int8-cpu and ov-int8-nncf, OpenVINO's own recipe,
+which build also offers OpenVINO), the fastest off-the-shelf path (FP32 in
 either runtime, ORT quantize_static defaults, OpenVINO + NNCF), and the INT8 GEMM floor measured
 on this machine (the model's GEMM ops at the u8s8 peak of a 1024^3 MatMulInteger) with how far
 the deployed model is from it. OpenVINO rows need the `openvino` extra (skipped without it).
@@ -62,7 +63,7 @@ from swin_edge.model import create_model, swin
 from swin_edge.quantize import QuantRecipe, quantize_onnx
 from swin_edge.quantize.nncf_engine import onnx_to_int8_nncf
 
-DEPLOYABLE = ("int8-cpu", "int8-cpu-qdq", "ov-int8-cpu")
+DEPLOYABLE = ("int8-cpu", "int8-cpu-qdq", "ov-int8-cpu", "ov-int8-nncf")
 OFF_THE_SHELF = ("fp32", "ov-fp32", "int8-ort-plain", "ov-int8-nncf", "int8-nncf-raw")
 
 

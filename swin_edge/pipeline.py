@@ -290,7 +290,7 @@ def _build_into(
             cands += _engines(cfg, out, fp32.path, int8_path, calib.digest if calib else None, res)
         else:
             bar.set_postfix_str("select CPU runtime")
-            selection = _select_cpu_runtime(cfg, out, fp32.path, int8_path, res, notes)
+            selection = _select_cpu_runtime(cfg, out, fp32.path, int8_path, calib, res, notes)
             chosen = selection.chosen
             if not (chosen.runtime == "ort" and cfg.precision == "fp32"):
                 backend = "onnxruntime" if chosen.runtime == "ort" else "openvino"
@@ -301,7 +301,11 @@ def _build_into(
                         backend,
                         cfg.precision,
                         Path(chosen.model),
-                        asdict(recipe) if recipe else None,
+                        {"target": "openvino", "engine": "nncf", "preset": "mixed"}
+                        if chosen.variant == "int8-nncf"
+                        else asdict(recipe)
+                        if recipe
+                        else None,
                     )
                 )
         step("evaluate")
@@ -411,7 +415,13 @@ def _engines(
 
 
 def _select_cpu_runtime(
-    cfg: BuildConfig, out: Path, fp32: Path, int8: Path | None, res: BuildResult, notes: list
+    cfg: BuildConfig,
+    out: Path,
+    fp32: Path,
+    int8: Path | None,
+    calib,
+    res: BuildResult,
+    notes: list,
 ):
     """Time every CPU runtime/variant/thread count for the precision asked for (interleaved
     rounds, as TensorRT times tactics), keep the fastest, write ``deploy.json``; where the CPU
@@ -429,13 +439,33 @@ def _select_cpu_runtime(
 
     threads = [cfg.threads] if cfg.threads else None
     iterations = max(3, cfg.iterations // cfg.rounds)
+    ov_int8 = None
+    if cfg.precision == "int8" and cfg.runtime != "ort" and calib is not None:
+        from .backends.openvino import openvino_available
+
+        if openvino_available():  # OpenVINO's own recipe is a candidate of its own
+            from .quantize.nncf_engine import onnx_to_int8_openvino
+
+            ov_int8 = onnx_to_int8_openvino(fp32, out / "model.int8-openvino.onnx", calib.images)
     sel = select_cpu_runtime(
-        cfg.precision, fp32, int8, cfg.runtime, threads, cfg.rounds, iterations, cfg.warmup
+        cfg.precision,
+        fp32,
+        int8,
+        cfg.runtime,
+        threads,
+        cfg.rounds,
+        iterations,
+        cfg.warmup,
+        openvino_int8_path=ov_int8,
     )
+    if ov_int8 is not None and sel.chosen.variant != "int8-nncf":
+        ov_int8.unlink()  # not deployed; deploy.json still lists its times
+    elif ov_int8 is not None:
+        res.artifacts["onnx_int8_openvino"] = str(ov_int8)
     if sel.chosen.runtime == "openvino":  # deploy OpenVINO's own format beside the ONNX
         from .backends.openvino import onnx_to_openvino_ir
 
-        name = "model.int8-cpu.xml" if cfg.precision == "int8" else "model.fp32.xml"
+        name = Path(sel.chosen.model).with_suffix(".xml").name
         xml = onnx_to_openvino_ir(sel.chosen.model, out / name)
         res.artifacts["openvino_xml"] = str(xml)
         res.artifacts["openvino_bin"] = str(xml.with_suffix(".bin"))

@@ -32,7 +32,12 @@ PRECISIONS = ("fp32", "bf16", "int8")
 VARIANTS: dict[str, tuple[tuple[str, str], ...]] = {
     "fp32": (("ort", "f32"), ("openvino", "f32")),
     "bf16": (("openvino", "bf16"),),
-    "int8": (("ort", "lowered"), ("ort", "as-written"), ("openvino", "int8")),
+    "int8": (
+        ("ort", "lowered"),
+        ("ort", "as-written"),
+        ("openvino", "int8"),
+        ("openvino", "int8-nncf"),  # OpenVINO's own recipe (NNCF defaults), its own file
+    ),
 }
 MANIFEST_FORMAT = "swin_edge.cpu-deploy/1"
 MANIFEST_NAME = "deploy.json"
@@ -44,7 +49,7 @@ class CpuCandidate:
     """One way to run the model: runtime, variant, precision, threads and the model file."""
 
     runtime: str  # ort | openvino
-    variant: str  # ort: f32 | lowered | as-written; openvino: f32 | bf16 | int8
+    variant: str  # ort: f32 | lowered | as-written; openvino: f32 | bf16 | int8 | int8-nncf
     precision: str  # fp32 | bf16 | int8
     threads: int
     model: str
@@ -107,10 +112,12 @@ def cpu_candidates(
     has_bf16: bool | None = None,
     runtime: str | None = None,
     threads: Sequence[int] | None = None,
+    openvino_int8_path: str | Path | None = None,
 ) -> list[CpuCandidate]:
     """Every candidate for ``precision`` (``None`` arguments are detected on this machine).
 
-    int8 (``int8_path``, the Q/DQ model): ONNX Runtime lowered and as written, OpenVINO int8;
+    int8 (``int8_path``, the Q/DQ model): ONNX Runtime lowered and as written, OpenVINO int8,
+    and with ``openvino_int8_path`` (OpenVINO's own NNCF recipe) OpenVINO int8-nncf;
     fp32 (``fp32_path``): ONNX Runtime, OpenVINO f32; bf16 (``fp32_path``): OpenVINO bf16,
     only on CPUs with hardware BF16. Each at :func:`thread_counts` (or ``threads``).
     ``runtime`` pins one runtime (``--runtime ort|openvino``); OpenVINO candidates are left out
@@ -150,9 +157,14 @@ def cpu_candidates(
                     f"{why} needs OpenVINO, which is not installed; {OPENVINO_HINT}"
                 )
             pairs = [p for p in pairs if p[0] != "openvino"]
+    if openvino_int8_path is None:
+        pairs = [p for p in pairs if p[1] != "int8-nncf"]
     counts = tuple(threads) if threads else thread_counts(cores or num_cores())
+    files = {"int8-nncf": str(openvino_int8_path)}
     return [
-        CpuCandidate(r, v, precision, t, str(model)) for t in sorted(set(counts)) for r, v in pairs
+        CpuCandidate(r, v, precision, t, files.get(v, str(model)))
+        for t in sorted(set(counts))
+        for r, v in pairs
     ]
 
 
@@ -312,9 +324,17 @@ def select_cpu_runtime(
     rounds: int = 5,
     iterations: int = 20,
     warmup: int = 5,
+    openvino_int8_path: str | Path | None = None,
 ) -> Selection:
     """:func:`cpu_candidates` on this machine, :func:`measure`, :func:`select`."""
-    candidates = cpu_candidates(precision, fp32_path, int8_path, runtime=runtime, threads=threads)
+    candidates = cpu_candidates(
+        precision,
+        fp32_path,
+        int8_path,
+        runtime=runtime,
+        threads=threads,
+        openvino_int8_path=openvino_int8_path,
+    )
     m = measure(candidates, rounds, iterations, warmup)
     return select(candidates, m.timings, m.errors, m.benchmark)
 

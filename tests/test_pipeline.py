@@ -52,7 +52,11 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
     }
     fastest = min(sel["candidates"], key=lambda c: c["median_p50_ms"])
     assert chosen["key"] == fastest["key"] and fastest["latency_vs_chosen"] == 1.0
-    ir = ["model.int8-cpu.bin", "model.int8-cpu.xml"] if chosen["runtime"] == "openvino" else []
+    ir = []  # OpenVINO IR of the deployed model, and OpenVINO's own recipe when that won
+    if chosen["variant"] == "int8-nncf":
+        ir = [f"model.int8-openvino.{x}" for x in ("onnx", "xml", "bin")]
+    elif chosen["runtime"] == "openvino":
+        ir = ["model.int8-cpu.bin", "model.int8-cpu.xml"]
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert names == sorted(
         [
@@ -76,7 +80,8 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
     int8 = report["results"][1]
     assert int8["accuracy"]["count"] == 6 and 0 <= int8["accuracy"]["top1"] <= 1
     assert int8["fidelity"]["cosine"] > 0.9 and int8["worst_layers"]
-    assert int8["latency"]["p50_ms"] > 0 and int8["recipe"]["target"] == "cpu"
+    recipe_target = "openvino" if chosen["variant"] == "int8-nncf" else "cpu"
+    assert int8["latency"]["p50_ms"] > 0 and int8["recipe"]["target"] == recipe_target
     assert report["data"]["labeled"] and report["data"]["classes"] == ["a", "b"]
     assert report["calibration"]["count"] == 6 and len(report["calibration"]["sha256"]) == 64
     md = (tmp_path / "run" / "report.md").read_text()

@@ -52,7 +52,8 @@ def test_report_records_every_artifact_with_its_sha256(first_run):
     for a in report["artifacts"].values():
         assert sha256_file(out / a["file"]) == a["sha256"]
     assert report["results"][0]["path"] == "model.onnx"
-    assert report["results"][1]["path"] in ("model.int8-cpu.onnx", "model.int8-cpu.xml")
+    deployed = ("model.int8-cpu.onnx", "model.int8-cpu.xml", "model.int8-openvino.xml")
+    assert report["results"][1]["path"] in deployed
     assert report["results"][1]["speedup"]["rounds"] == 3  # iterations 3 -> 3 rounds of 1
     assert all(os.path.exists(p) for p in res.artifacts.values())
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]

@@ -272,3 +272,16 @@ def test_manifest_refuses_missing_corrupt_and_foreign_files(tmp_path, mutate, ma
     with pytest.raises(SwinEdgeError, match=match) as e:
         read_deploy_manifest(path)
     assert "\n" not in str(e.value) and "deploy.json" in str(e.value)
+
+
+def test_openvino_native_recipe_is_an_int8_candidate_with_its_own_file():
+    kw = dict(cores=2, openvino_available=True, has_bf16=False)
+    plain = cpu_candidates("int8", "f.onnx", "q.onnx", **kw)
+    assert not [c for c in plain if c.variant == "int8-nncf"]
+    both = cpu_candidates("int8", "f.onnx", "q.onnx", openvino_int8_path="ov.onnx", **kw)
+    native = [c for c in both if c.variant == "int8-nncf"]
+    assert [c.model for c in native] == ["ov.onnx", "ov.onnx"]  # 1 and 2 threads
+    assert all(c.runtime == "openvino" and c.precision == "int8" for c in native)
+    assert {c.model for c in both if c.variant != "int8-nncf"} == {"q.onnx"}
+    pinned = cpu_candidates("int8", "f.onnx", "q.onnx", runtime="ort", openvino_int8_path="o", **kw)
+    assert {c.runtime for c in pinned} == {"ort"}
