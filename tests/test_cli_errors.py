@@ -90,6 +90,10 @@ def work(tmp_path, models) -> dict[str, str]:
     """Placeholders for one case: its folder, a folder, a file, a read-only folder, inputs."""
     (tmp_path / "adir").mkdir()
     (tmp_path / "afile").write_text("not a folder")
+    zero = {"ratio": 0.0, "rounds": None, "environment": {}, "note": ""}
+    (tmp_path / "zero.json").write_text(
+        json.dumps({"numerator": "int8", "denominator": "fp32", "classes": {"amd-avx2": zero}})
+    )
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
@@ -99,6 +103,7 @@ def work(tmp_path, models) -> dict[str, str]:
         "tmp": str(tmp_path),
         "dir": str(tmp_path / "adir"),
         "file": str(tmp_path / "afile"),
+        "zero_baseline": str(tmp_path / "zero.json"),
         "ro": str(ro) if not os.access(ro, os.W_OK) else "",
         **models,
     }
@@ -186,6 +191,7 @@ TABLE = [
     ("checkpoint-missing", ["build", "--checkpoint", "{tmp}/w.pth"], "w.pth"),
     ("second-model-missing", ["compare", "{fp32}", "{tmp}/missing.onnx"], "missing.onnx"),
     ("baseline-missing", ["bench", "--baseline", "{tmp}/b.json"], "--baseline"),
+    ("baseline-ratio-0", ["bench", "--baseline", "{zero_baseline}"], "needs a ratio > 0"),
     ("report-missing", ["report", "{tmp}/report.json"], "report.json"),
     ("bench-onnx-not-name-path", ["bench", "--onnx", "nope"], "--onnx"),
     ("max-regression", ["bench", "--max-regression", "20x"], "--max-regression"),
