@@ -13,7 +13,7 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import SwinEdgeError
@@ -69,11 +69,14 @@ def remove_debris(out: Path) -> int:
 
 
 @contextlib.contextmanager
-def staged_run_folder(out: str | os.PathLike) -> Iterator[Path]:
+def staged_run_folder(
+    out: str | os.PathLike, check: Callable[[Path], None] = check_run_folder
+) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``out``, on any error or
-    interrupt it is deleted and ``out`` stays as it was."""
+    interrupt it is deleted and ``out`` stays as it was. ``check`` refuses an ``out`` that
+    must not be replaced (by default :func:`check_run_folder`)."""
     out = Path(out)
-    check_run_folder(out)
+    check(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_debris(out)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"

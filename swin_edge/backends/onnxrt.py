@@ -12,6 +12,7 @@ import onnx
 from ..errors import SwinEdgeError
 from ..onnx_check import check_image_model
 from ..utils import lazy_import
+from .batched import StaticBatchInference
 from .timing import LatencyStats
 
 
@@ -29,7 +30,7 @@ class OrtConfig:
     lower_int8: bool = True
 
 
-class OnnxrtRunner:
+class OnnxrtRunner(StaticBatchInference):
     """``with OnnxrtRunner("m.onnx") as r: logits = r.infer(batch)``."""
 
     def __init__(self, model_path: str | Path, config: OrtConfig | None = None) -> None:
@@ -110,37 +111,12 @@ class OnnxrtRunner:
         self.lowered_gemms = lower_int8_gemms(model)
         return model.SerializeToString() if self.lowered_gemms else None
 
-    def infer_outputs(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Every output for a (B, 3, H, W) batch; a static-batch model is fed in its own chunks."""
+    def _ensure_active(self) -> None:
         if self.session is None:
             self.activate()
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        b = self.static_batch
-        if b is None or len(batch) == b:
-            return self.session.run(None, {self.input_name: batch})
-        parts = []
-        for i in range(0, len(batch), b):
-            chunk = batch[i : i + b]
-            n = len(chunk)
-            if n < b:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
-            parts.append([o[:n] for o in self.session.run(None, {self.input_name: chunk})])
-        return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits (the first output) for a (B, 3, H, W) batch."""
-        return self.infer_outputs(batch)[0]
-
-    def infer_all_outputs(self, images: np.ndarray, batch_size: int = 8) -> list[np.ndarray]:
-        """Every output for all ``images``, in batches of the model's static batch (if any)."""
-        if self.session is None:
-            self.activate()
-        step = self.static_batch or batch_size
-        parts = [self.infer_outputs(images[i : i + step]) for i in range(0, len(images), step)]
-        return [np.concatenate(p) for p in zip(*parts, strict=True)]
-
-    def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        return self.infer_all_outputs(images, batch_size)[0]
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: batch})
 
     def time_once(self, batch: np.ndarray) -> float:
         t0 = time.perf_counter()

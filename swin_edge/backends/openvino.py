@@ -24,6 +24,7 @@ from ..cpu import cpu_info
 from ..errors import SwinEdgeError
 from ..onnx_check import check_image_model, load_onnx
 from ..utils import lazy_import
+from .batched import StaticBatchInference
 from .timing import LatencyStats
 
 INSTALL_HINT = "pip install 'swin_edge[openvino]'"
@@ -139,7 +140,7 @@ def _check_ov_image_model(model: Any, path: Path) -> None:
         raise SwinEdgeError(f"'{path}' input has shape {ps}; {expected} with static C, H, W")
 
 
-class OpenvinoRunner:
+class OpenvinoRunner(StaticBatchInference):
     """``with OpenvinoRunner("m.onnx") as r: logits = r.infer(batch)`` (``.xml`` IR too)."""
 
     def __init__(self, model_path: str | Path, config: OvConfig | None = None) -> None:
@@ -200,37 +201,9 @@ class OpenvinoRunner:
         out = self.request.infer({0: batch}, share_inputs=True)
         return [np.array(out[o], copy=True) for o in self.compiled.outputs]
 
-    def infer_outputs(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Every output for a (B, 3, H, W) batch; a static-batch model is fed in its own chunks."""
+    def _ensure_active(self) -> None:
         if self.compiled is None:
             self.activate()
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        b = self.static_batch
-        if b is None or len(batch) == b:
-            return self._run(batch)
-        parts = []
-        for i in range(0, len(batch), b):
-            chunk = batch[i : i + b]
-            n = len(chunk)
-            if n < b:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
-            parts.append([o[:n] for o in self._run(np.ascontiguousarray(chunk))])
-        return [np.concatenate(p) for p in zip(*parts, strict=True)]
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits (the first output) for a (B, 3, H, W) batch."""
-        return self.infer_outputs(batch)[0]
-
-    def infer_all_outputs(self, images: np.ndarray, batch_size: int = 8) -> list[np.ndarray]:
-        """Every output for all ``images``, in batches of the model's static batch (if any)."""
-        if self.compiled is None:
-            self.activate()
-        step = self.static_batch or batch_size
-        parts = [self.infer_outputs(images[i : i + step]) for i in range(0, len(images), step)]
-        return [np.concatenate(p) for p in zip(*parts, strict=True)]
-
-    def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        return self.infer_all_outputs(images, batch_size)[0]
 
     def time_once(self, batch: np.ndarray) -> float:
         t0 = time.perf_counter()

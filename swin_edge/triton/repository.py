@@ -30,13 +30,14 @@ import platform as _platform
 import re
 import shutil
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import SwinEdgeError
+from ..run_folder import staged_run_folder
 from ..utils import sha256_file, write_json_atomic, write_text_atomic
 from .model_config import (
     NAME_RE,
@@ -536,31 +537,24 @@ def _readme(
     )
 
 
-@contextlib.contextmanager
-def _staged(out: Path) -> Iterator[Path]:
+def _check_repository_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or a non-empty folder that is not ours."""
+    if out.exists() and not out.is_dir():
+        raise SwinEdgeError(f"--out '{out}' is a file; pass a folder for the repository")
+    if (
+        out.is_dir()
+        and any(not p.name.startswith(".") for p in out.iterdir())
+        and not _is_ours(out)
+    ):
+        raise SwinEdgeError(
+            f"--out '{out}' is a folder that is not a swin_edge Triton repository; it would "
+            "be replaced whole, so pass a new or empty folder"
+        )
+
+
+def _staged(out: Path) -> contextlib.AbstractContextManager[Path]:
     """A staging folder beside ``out`` that replaces it whole on success."""
-    if out.exists():
-        if not out.is_dir():
-            raise SwinEdgeError(f"--out '{out}' is a file; pass a folder for the repository")
-        entries = [p for p in out.iterdir() if not p.name.startswith(".")]
-        if entries and not _is_ours(out):
-            raise SwinEdgeError(
-                f"--out '{out}' is a folder that is not a swin_edge Triton repository; it would "
-                "be replaced whole, so pass a new or empty folder"
-            )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        yield staging
-        if out.exists():
-            os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return staged_run_folder(out, _check_repository_folder)
 
 
 def _is_ours(folder: Path) -> bool:
