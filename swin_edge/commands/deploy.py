@@ -62,10 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    if args.format == "triton":
-        args.out = common.run_folder(args.out or "triton_repo")
-    else:
-        args.out = common.output_file(".tar.gz", ".tgz")(args.out or "bundle.tar.gz")
+    try:  # what --out must be depends on --format
+        if args.format == "triton":
+            args.out = common.run_folder(args.out or "triton_repo")
+        else:
+            args.out = common.output_file(".tar.gz", ".tgz")(args.out or "bundle.tar.gz")
+    except common.ArgError as e:
+        raise common.ArgError(f"argument --out: {e}") from None
     common.refuse_with_onnx(args)
     if args.dla is not None:  # DLA runs FP16 only
         from ..backends.tensorrt import check_dla_request
