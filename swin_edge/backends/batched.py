@@ -1,8 +1,10 @@
-"""Inference over any number of images for runners whose model may have a static batch."""
+"""Inference and timing shared by the CPU runners, whose models may have a static batch."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from .timing import LatencyStats
 
 
 class StaticBatchInference:
@@ -11,11 +13,16 @@ class StaticBatchInference:
     static-batch model is fed in its own chunks, the last one filled by repeating its image."""
 
     static_batch: int | None
+    input_shape: tuple[int, ...]
 
     def _ensure_active(self) -> None:
         raise NotImplementedError
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def time_once(self, batch: np.ndarray) -> float:
+        """Milliseconds for one run of ``batch`` (one model batch)."""
         raise NotImplementedError
 
     def infer_outputs(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -47,3 +54,13 @@ class StaticBatchInference:
 
     def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
         return self.infer_all_outputs(images, batch_size)[0]
+
+    def benchmark(self, iterations: int = 50, warmup: int = 10, seed: int = 0) -> LatencyStats:
+        """Latency of one model batch of random input: ``warmup`` untimed runs, then
+        ``iterations`` timed ones."""
+        self._ensure_active()
+        x = np.random.default_rng(seed).standard_normal(self.input_shape, dtype=np.float32)
+        for _ in range(warmup):
+            self.time_once(x)
+        samples = [self.time_once(x) for _ in range(iterations)]
+        return LatencyStats.from_samples(samples, self.input_shape[0], warmup)

@@ -13,7 +13,6 @@ from ..errors import SwinEdgeError
 from ..onnx_check import check_image_model
 from ..utils import lazy_import
 from .batched import StaticBatchInference
-from .timing import LatencyStats
 
 
 @dataclass(frozen=True)
@@ -122,12 +121,3 @@ class OnnxrtRunner(StaticBatchInference):
         t0 = time.perf_counter()
         self.session.run(None, {self.input_name: batch})
         return (time.perf_counter() - t0) * 1000.0
-
-    def benchmark(self, iterations: int = 50, warmup: int = 10, seed: int = 0) -> LatencyStats:
-        if self.session is None:
-            self.activate()
-        x = np.random.default_rng(seed).standard_normal(self.input_shape, dtype=np.float32)
-        for _ in range(warmup):
-            self.time_once(x)
-        samples = [self.time_once(x) for _ in range(iterations)]
-        return LatencyStats.from_samples(samples, self.input_shape[0], warmup)

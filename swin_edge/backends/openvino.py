@@ -25,7 +25,6 @@ from ..errors import SwinEdgeError
 from ..onnx_check import check_image_model, load_onnx
 from ..utils import lazy_import
 from .batched import StaticBatchInference
-from .timing import LatencyStats
 
 INSTALL_HINT = "pip install 'swin_edge[openvino]'"
 PRECISIONS = ("f32", "bf16")
@@ -209,15 +208,6 @@ class OpenvinoRunner(StaticBatchInference):
         t0 = time.perf_counter()
         self.request.infer({0: batch}, share_inputs=True)
         return (time.perf_counter() - t0) * 1000.0
-
-    def benchmark(self, iterations: int = 50, warmup: int = 10, seed: int = 0) -> LatencyStats:
-        if self.compiled is None:
-            self.activate()
-        x = np.random.default_rng(seed).standard_normal(self.input_shape, dtype=np.float32)
-        for _ in range(warmup):
-            self.time_once(x)
-        samples = [self.time_once(x) for _ in range(iterations)]
-        return LatencyStats.from_samples(samples, self.input_shape[0], warmup)
 
 
 def onnx_to_openvino_ir(onnx_path: str | Path, xml_path: str | Path) -> Path:

@@ -65,16 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=common.threads, default=0, help="ONNX Runtime threads (0: all)"
     )
-    parser.add_argument(
-        "--iterations", type=common.iterations, default=50, help="timed runs per model"
-    )
-    parser.add_argument("--warmup", type=common.warmup, default=10, help="untimed runs first")
-    parser.add_argument(
-        "--rounds",
-        type=common.rounds,
-        default=5,
-        help="interleaved timing rounds; speedups are medians of per-round ratios",
-    )
+    common.add_timing_args(parser)
     parser.add_argument(
         "--runtime",
         choices=["ort", "openvino"],

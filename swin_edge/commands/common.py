@@ -336,6 +336,18 @@ def add_image_args(parser: argparse.ArgumentParser, what: str, default_n: int) -
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
 
 
+def add_timing_args(parser: argparse.ArgumentParser) -> None:
+    """Timed runs, warm-up and interleaved rounds, as ``build`` and ``compare`` time models."""
+    parser.add_argument("--iterations", type=iterations, default=50, help="timed runs per model")
+    parser.add_argument("--warmup", type=warmup, default=10, help="untimed runs first")
+    parser.add_argument(
+        "--rounds",
+        type=rounds,
+        default=5,
+        help="interleaved timing rounds; speedups are medians of per-round ratios",
+    )
+
+
 def add_trt_args(parser: argparse.ArgumentParser) -> None:
     """--workspace, --opt-level, --dla."""
     g = parser.add_argument_group("TensorRT")

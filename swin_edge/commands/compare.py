@@ -32,16 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run Q/DQ files exactly as written (default: uint8 Gemms as MatMulIntegerToFloat)",
     )
-    parser.add_argument(
-        "--iterations", type=common.iterations, default=50, help="timed runs per model"
-    )
-    parser.add_argument("--warmup", type=common.warmup, default=10, help="untimed runs first")
-    parser.add_argument(
-        "--rounds",
-        type=common.rounds,
-        default=5,
-        help="interleaved timing rounds; speedups are medians of per-round ratios",
-    )
+    common.add_timing_args(parser)
     parser.add_argument("--json", type=common.output_file(), help="also write the results as JSON")
 
 
