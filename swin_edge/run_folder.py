@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import SwinEdgeError
+from .utils import pid_alive
 
 # Files a run folder may hold: what build writes (and hidden temp/staging debris).
 _OWN = re.compile(
@@ -24,16 +25,6 @@ _OWN = re.compile(
     r"|timing\.cache|deploy\.json|\..+"
 )
 _DEBRIS = re.compile(r"\.(?P<name>.+)\.(staging|old)-(?P<pid>\d+)")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def check_run_folder(out: Path) -> None:
@@ -58,7 +49,7 @@ def remove_debris(out: Path) -> int:
     with contextlib.suppress(OSError):
         for p in sorted(out.parent.iterdir()):
             m = _DEBRIS.fullmatch(p.name)
-            if not m or m["name"] != out.name or _alive(int(m["pid"])):
+            if not m or m["name"] != out.name or pid_alive(int(m["pid"])):
                 continue
             if ".old-" in p.name and not out.exists():
                 os.replace(p, out)

@@ -24,7 +24,8 @@ _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 _TEMP_RE = re.compile(r"(?:(?P<pid>\d+)-(?P<host>[0-9a-f]{6})\.)?[A-Za-z0-9_]{6,}\.tmp")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists on this host (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -56,7 +57,7 @@ def remove_stale_temps(path: str | os.PathLike, max_age_s: float = STALE_TEMP_SE
             continue
         pid, host = m.group("pid"), m.group("host")
         if pid and host == _HOST:
-            stale = not _pid_alive(int(pid)) or age > 24 * max_age_s
+            stale = not pid_alive(int(pid)) or age > 24 * max_age_s
         else:  # another host's, or an old-style name without a PID
             stale = age > max_age_s
         if stale:
