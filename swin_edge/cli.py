@@ -27,6 +27,7 @@ from .commands import (
     lint,
     quantize,
     report,
+    select_runtime,
     serve_bench,
     variants,
 )
@@ -44,12 +45,13 @@ COMMANDS: tuple[ModuleType, ...] = (
     serve_bench,
     report,
     deploy,
+    select_runtime,
     engine,
     variants,
 )
 DESCRIPTION = (
     "Swin Transformer from PyTorch to fast, accurate INT8 on edge hardware.\n\ncommands:\n"
-    + "".join(f"  {m.NAME:11s} {m.HELP}\n" for m in COMMANDS)
+    + "".join(f"  {m.NAME:15s} {m.HELP}\n" for m in COMMANDS)
 )
 
 

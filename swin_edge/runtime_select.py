@@ -178,15 +178,17 @@ class CandidateResult:
     median_ms: float | None = None
     vs_chosen: float | None = None
     error: str | None = None
+    fidelity: dict[str, Any] | None = None  # vs FP32 reference outputs, where checked
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             **self.candidate.to_dict(),
             "p50_ms_per_round": self.p50s_ms,
             "median_p50_ms": self.median_ms,
             "latency_vs_chosen": self.vs_chosen,
             "error": self.error,
         }
+        return d if self.fidelity is None else {**d, "fidelity": self.fidelity}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidateResult:
@@ -199,6 +201,7 @@ class CandidateResult:
             None if median is None else float(median),
             None if vs is None else float(vs),
             d.get("error"),
+            d.get("fidelity"),
         )
 
 
@@ -275,20 +278,26 @@ def make_runner(target: DeployManifest | Selection | CpuCandidate) -> Any:
 
 @dataclass
 class Measurement:
-    """Per-round p50s (ms) by candidate key, why candidates could not be loaded, and the
-    benchmark settings."""
+    """Per-round p50s (ms) by candidate key, why candidates could not be loaded, the
+    benchmark settings and, when ``measure`` got inputs, every output by candidate key."""
 
     timings: dict[str, list[float]]
     errors: dict[str, str]
     benchmark: dict[str, Any]
+    outputs: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
 def measure(
-    candidates: Sequence[CpuCandidate], rounds: int = 5, iterations: int = 20, warmup: int = 5
+    candidates: Sequence[CpuCandidate],
+    rounds: int = 5,
+    iterations: int = 20,
+    warmup: int = 5,
+    inputs: np.ndarray | None = None,
 ) -> Measurement:
     """Load every candidate and time them in interleaved rounds
-    (:func:`~swin_edge.backends.timing.interleaved_benchmark`). A candidate whose runtime
-    cannot load the model is recorded in ``errors`` and left out, unless all are."""
+    (:func:`~swin_edge.backends.timing.interleaved_benchmark`); with ``inputs`` (N, 3, H, W)
+    also run each on them (``outputs``). A candidate whose runtime cannot load the model is
+    recorded in ``errors`` and left out, unless all are."""
     from .backends.timing import interleaved_benchmark
 
     if rounds < 1 or iterations < 1 or warmup < 0:
@@ -305,14 +314,17 @@ def measure(
         runners[c.key] = runner
     if not runners:
         raise SwinEdgeError(f"no CPU runtime could load the model ({'; '.join(errors.values())})")
+    outputs: dict[str, list[np.ndarray]] = {}
     try:
         timing = interleaved_benchmark(runners, rounds, iterations, warmup)
+        if inputs is not None:
+            outputs = {k: r.infer_all_outputs(inputs) for k, r in runners.items()}
     finally:
         for r in runners.values():
             r.__exit__(None, None, None)
     batch = next(iter(timing.rounds.values()))[0].batch_size
     settings = {"rounds": rounds, "iterations": iterations, "warmup": warmup, "batch_size": batch}
-    return Measurement({k: timing.p50s(k) for k in runners}, errors, settings)
+    return Measurement({k: timing.p50s(k) for k in runners}, errors, settings, outputs)
 
 
 def select_cpu_runtime(
@@ -372,9 +384,14 @@ class DeployManifest:
         info = info or cpu_info()
         if info.cpu_class == self.cpu.get("class"):
             return None
+        fix = (  # a CPU bundle re-selects in place; a build run folder is rebuilt
+            f"run {self.path.parent / 'select_runtime.sh'} here"
+            if (self.path.parent / "bundle.json").is_file()
+            else "rebuild on this machine"
+        )
         return (
             f"'{self.path}' was chosen on a {self.cpu.get('class')} CPU ({self.cpu.get('model')}),"
-            f" this is {info.cpu_class}; rebuild to pick the fastest runtime here"
+            f" this is {info.cpu_class}; {fix} to pick the fastest runtime for it"
         )
 
 
@@ -387,10 +404,14 @@ def _stored_path(model: str, folder: Path) -> str:
 
 
 def write_deploy_manifest(
-    path: str | Path, selection: Selection, cpu: CpuInfo, env: Mapping[str, Any]
+    path: str | Path,
+    selection: Selection,
+    cpu: CpuInfo,
+    env: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``deploy.json`` atomically: the choice, the CPU (model, class, ISA flags), the
-    environment and every candidate's per-round times."""
+    environment, every candidate's per-round times and ``extra`` keys."""
     path = Path(path)
 
     def stored(d: dict[str, Any]) -> dict[str, Any]:
@@ -404,6 +425,7 @@ def write_deploy_manifest(
         "env": dict(env),
         "benchmark": selection.benchmark,
         "candidates": [stored(r.to_dict()) for r in selection.results],
+        **dict(extra or {}),
     }
     return write_json_atomic(path, doc)
 
@@ -449,3 +471,22 @@ def read_deploy_manifest(path: str | Path) -> DeployManifest:
         )
     selection = Selection(precision, chosen, results, benchmark)
     return DeployManifest(path, selection, cpu, env)
+
+
+def load_deployed(path: str | Path, warn: bool = True) -> Any:
+    """The runner ``deploy.json`` (a file, or the folder holding it) says to run the model
+    with: ``with load_deployed("bundle") as r: logits = r.infer(batch)``. Warns (stderr) when
+    this CPU is of another class than the one the choice was made on."""
+    path = Path(path)
+    if path.is_dir() and (path / "bundle.json").is_file() and not (path / MANIFEST_NAME).exists():
+        raise SwinEdgeError(
+            f"'{path}' (a CPU bundle) has no {MANIFEST_NAME} yet: run "
+            f"{path / 'select_runtime.sh'} there first"
+        )
+    manifest = read_deploy_manifest(path / MANIFEST_NAME if path.is_dir() else path)
+    note = manifest.cpu_note()
+    if warn and note:
+        import warnings
+
+        warnings.warn(note, stacklevel=2)
+    return make_runner(manifest)

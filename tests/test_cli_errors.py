@@ -198,6 +198,24 @@ TABLE = [
     # combinations
     ("build-dla-int8", ["build", "--dla", "0"], "--dla"),
     ("deploy-dla-fp32", ["deploy", "--precision", "fp32", "--dla", "0"], "--dla"),
+    ("deploy-cpu-triton", ["deploy", "--target", "cpu", "--format", "triton"], "--target"),
+    ("deploy-cpu-fp16", ["deploy", "--target", "cpu", "--precision", "fp16"], "--precision"),
+    ("deploy-cpu-dla", ["deploy", "--target", "cpu", "--precision", "fp32", "--dla", "0"], "--dla"),
+    ("deploy-bf16-tensorrt", ["deploy", "--precision", "bf16"], "--precision"),
+    (
+        "deploy-cpu-iterations",
+        ["deploy", "--target", "cpu", "--rounds", "5", "--iterations", "2"],
+        "--iterations",
+    ),
+    ("select-runtime-missing", ["select-runtime", "{tmp}/nope"], "nope"),
+    ("select-runtime-file", ["select-runtime", "{file}"], "afile"),
+    ("select-runtime-not-a-bundle", ["select-runtime", "{dir}"], "bundle.json"),
+    ("select-runtime-threads", ["select-runtime", "{dir}", "--threads", "100000"], "--threads"),
+    (
+        "select-runtime-iterations",
+        ["select-runtime", "{dir}", "--rounds", "5", "--iterations", "2"],
+        "--iterations",
+    ),
     # refused by the library before any work (imports torch/onnx: a few seconds each)
     ("already-quantized", ["quantize", "{qdq}", "--out", "{tmp}/q.onnx"], "qdq.onnx"),
     ("quantize-not-image-model", ["quantize", "{rank2}", "--out", "{tmp}/q.onnx"], "rank2.onnx"),

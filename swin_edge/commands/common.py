@@ -348,6 +348,15 @@ def add_timing_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_iterations_per_round(args: argparse.Namespace) -> None:
+    """--iterations is spread over --rounds (a runtime selection's budget): one per round."""
+    if args.iterations < args.rounds:
+        raise ArgError(
+            f"argument --iterations: {args.iterations} is spread over --rounds {args.rounds}; "
+            "give at least one per round"
+        )
+
+
 def add_trt_args(parser: argparse.ArgumentParser) -> None:
     """--workspace, --opt-level, --dla."""
     g = parser.add_argument_group("TensorRT")

@@ -9,12 +9,14 @@ from pathlib import Path
 from . import common
 
 NAME = "deploy"
-HELP = "pack a TensorRT/Jetson bundle, or a Triton model repository (--format triton)"
+HELP = "pack a TensorRT/Jetson or CPU bundle, or a Triton model repository (--format triton)"
 DESCRIPTION = (
     "Pack FP32/FP16/Q-DQ INT8 ONNX, a manifest and build_engine.sh (trtexec or swin_edge, "
     "records nvpmodel/jetson_clocks) into a .tar.gz to build the engine on the device; with "
-    "--format triton, write a Triton Inference Server model repository (TensorRT engine built "
-    "on the device, ONNX Runtime/OpenVINO models, a JPEG-in ensemble) to the --out folder."
+    "--target cpu, the models every CPU runtime can run (ONNX + OpenVINO IR), deploy.json and "
+    "select_runtime.sh, which re-times the runtimes on the box that serves; with --format "
+    "triton, write a Triton Inference Server model repository (TensorRT engine built on the "
+    "device, ONNX Runtime/OpenVINO models, a JPEG-in ensemble) to the --out folder."
 )
 
 
@@ -24,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--onnx",
         type=common.input_file("pass an FP32 .onnx file"),
         help="bundle this FP32 ONNX (exported elsewhere) instead of exporting --model",
+    )
+    parser.add_argument(
+        "--target",
+        default="tensorrt",
+        choices=["tensorrt", "cpu"],
+        help="tensorrt: a bundle that builds the engine on a GPU/Jetson; cpu: a bundle for "
+        "ONNX Runtime/OpenVINO on an x86 box",
     )
     parser.add_argument(
         "--format",
@@ -38,9 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch",
         type=common.batch_size,
         default=1,
-        help="static batch of a DLA bundle (other bundles have a dynamic batch 1..--max-batch)",
+        help="static batch of a DLA or CPU bundle (TensorRT bundles otherwise have a dynamic "
+        "batch 1..--max-batch)",
     )
-    parser.add_argument("--precision", default="int8", choices=["fp32", "fp16", "int8"])
+    parser.add_argument(
+        "--precision",
+        default="int8",
+        choices=["fp32", "fp16", "bf16", "int8"],
+        help="fp16: TensorRT only; bf16: CPU bundles (OpenVINO on AMX-BF16/AVX512-BF16 CPUs)",
+    )
     parser.add_argument("--engine", default="ort", choices=["ort", "nncf"], help="quantizer")
     parser.add_argument("--max-batch", type=common.batch_size, default=8)
     g = parser.add_argument_group("Triton (--format triton)")
@@ -57,11 +72,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-dynamic-batching", action="store_true")
     g.add_argument("--no-ensemble", action="store_true", help="no JPEG-in ensemble")
+    g = parser.add_argument_group("CPU bundle (--target cpu)")
+    g.add_argument(
+        "--no-select",
+        action="store_true",
+        help="do not time the runtimes on this machine (the target runs select_runtime.sh)",
+    )
+    common.add_timing_args(g)
     common.add_image_args(parser, "calib", 300)
     common.add_trt_args(parser)
 
 
 def check(args: argparse.Namespace) -> None:
+    if args.target == "cpu":
+        _check_cpu(args)
+    elif args.precision == "bf16":
+        raise common.ArgError(
+            "argument --precision: bf16 is a CPU precision; add --target cpu (TensorRT bundles "
+            "take fp32, fp16 or int8)"
+        )
     try:  # what --out must be depends on --format
         if args.format == "triton":
             args.out = common.run_folder(args.out or "triton_repo")
@@ -76,7 +105,25 @@ def check(args: argparse.Namespace) -> None:
         check_dla_request(args.dla, args.precision, dynamic_batch=False)
 
 
+def _check_cpu(args: argparse.Namespace) -> None:
+    if args.format == "triton":
+        raise common.ArgError(
+            "argument --target: a Triton repository for a CPU server is --format triton "
+            "--triton-target cpu (drop --target cpu)"
+        )
+    if args.precision == "fp16":
+        raise common.ArgError(
+            "argument --precision: fp16 runs on TensorRT only; a CPU bundle takes fp32, bf16 "
+            "(CPUs with AMX-BF16 or AVX512-BF16) or int8"
+        )
+    if args.dla is not None:
+        raise common.ArgError("argument --dla: DLA is a Jetson TensorRT option; drop --target cpu")
+    common.check_iterations_per_round(args)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.target == "cpu":
+        return _run_cpu(args)
     import tempfile
 
     from ..calibration import load_images
@@ -138,4 +185,48 @@ def run(args: argparse.Namespace) -> int:
             )
             return 0
     print(f"wrote {out}: copy it to the device, untar, run ./build_engine.sh {args.precision}")
+    return 0
+
+
+def _run_cpu(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from ..calibration import load_images
+    from ..cpu_bundle import CHECK_IMAGES, CpuBundleConfig, make_cpu_bundle
+    from ..export import ExportConfig
+    from ..export.onnx_import import to_onnx
+    from ..quantize import QuantRecipe, quantize_onnx
+    from ..quantize.nncf_engine import onnx_to_int8_openvino
+
+    cfg = CpuBundleConfig(
+        precision=args.precision,
+        select=not args.no_select,
+        rounds=args.rounds,
+        iterations=args.iterations // args.rounds,
+        warmup=args.warmup,
+    )
+    model = common.model_or_onnx(args)
+    pp = model.cfg.preprocess
+    with tempfile.TemporaryDirectory() as work:
+        fp32 = to_onnx(model, Path(work) / "model.onnx", ExportConfig(batch_size=args.batch)).path
+        int8, ov_int8, sha = None, None, None
+        if args.precision == "int8":
+            calib = load_images(args.calib_dir, pp, args.num_images, args.seed)
+            images, sha = calib.images, calib.digest
+            recipe = QuantRecipe(target="cpu", engine=args.engine)
+            int8 = quantize_onnx(fp32, Path(work) / "int8.onnx", images, recipe).path
+            ov_int8 = onnx_to_int8_openvino(fp32, Path(work) / "int8-openvino.onnx", images)
+        else:  # the check images only
+            n = min(args.num_images, CHECK_IMAGES)
+            images = load_images(args.calib_dir, pp, n, args.seed).images
+        res = make_cpu_bundle(args.out, fp32, model.cfg.to_dict(), images, cfg, int8, ov_int8, sha)
+    where = (
+        f"chose {res.selection.chosen.key} on this machine"
+        if res.selection
+        else res.note or "no runtime chosen here (--no-select)"
+    )
+    print(
+        f"wrote {res.path} ({where}): copy it to the CPU box, untar it into a folder and run "
+        "./select_runtime.sh there"
+    )
     return 0

@@ -1,0 +1,199 @@
+"""CPU deploy bundle: ``deploy --target cpu`` packs every CPU candidate's model, and the bundle's
+select_runtime.sh re-runs the runtime selection where it is extracted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from swin_edge import cpu_bundle, runtime_select
+from swin_edge.backends.openvino import openvino_available
+from swin_edge.cli import main
+from swin_edge.cpu_bundle import read_cpu_bundle, select_bundle
+from swin_edge.errors import SwinEdgeError
+from swin_edge.export import torch_to_onnx
+from swin_edge.model.swin import SwinTransformer
+from swin_edge.runtime_select import load_deployed
+
+from .conftest import TINY
+
+FAST = ["--rounds", "1", "--iterations", "2", "--warmup", "1"]
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("cpu_bundle")
+    return torch_to_onnx(SwinTransformer(TINY).eval(), d / "tiny.onnx", verify=False).path
+
+
+@pytest.fixture(scope="module")
+def int8_tar(fp32, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("packed") / "cpu.tar.gz"
+    args = ["deploy", "--target", "cpu", "--onnx", str(fp32), "--num-images", "8"]
+    assert main([*args, *FAST, "--out", str(out)]) == 0
+    return out
+
+
+def extract(tar: Path, dest: Path) -> Path:
+    dest.mkdir()
+    with tarfile.open(tar) as t:
+        t.extractall(dest, filter="data")
+    return dest
+
+
+def test_int8_bundle_carries_every_candidates_model_and_a_choice(int8_tar, tmp_path):
+    b = extract(int8_tar, tmp_path / "b")
+    doc = json.loads((b / "bundle.json").read_text())
+    assert doc["format"] == "swin_edge.cpu-bundle/1" and doc["precision"] == "int8"
+    # our cpu recipe (ORT as written/lowered, OpenVINO int8) and OpenVINO's own NNCF recipe
+    assert doc["sources"] == {
+        "int8": "model.int8-cpu.onnx",
+        "int8-nncf": "model.int8-openvino.onnx",
+    }
+    ir = {"model.int8-cpu.xml", "model.int8-cpu.bin", "model.int8-openvino.xml"}
+    assert ir <= set(doc["files"]) if openvino_available() else not ir & set(doc["files"])
+    assert os.access(b / "select_runtime.sh", os.X_OK)
+    bundle = read_cpu_bundle(b)  # every listed file present with its sha256
+    assert set(bundle.sources) == {"int8", "int8-nncf"}
+    # the packing machine's choice, with every candidate's times and fidelity to FP32
+    manifest = json.loads((b / "deploy.json").read_text())
+    keys = {c["key"] for c in manifest["candidates"]}
+    assert {"ort/lowered/1t", "ort/as-written/1t"} <= keys
+    assert manifest["chosen"]["key"] in keys and manifest["previous"] is None
+    timed = [c for c in manifest["candidates"] if c["median_p50_ms"] is not None]
+    assert timed and all(c["fidelity"]["cosine"] > 0.9 for c in timed)
+    assert not Path(manifest["chosen"]["model"]).is_absolute()  # the folder can move
+
+
+def test_select_runtime_script_rechooses_on_this_box(int8_tar, tmp_path):
+    b = extract(int8_tar, tmp_path / "b")
+    packed = json.loads((b / "deploy.json").read_text())
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(
+        [str(b / "select_runtime.sh"), "--runtime", "ort", "--threads", "1", *FAST],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,  # the script finds its own folder
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((b / "deploy.json").read_text())
+    assert {c["key"] for c in manifest["candidates"]} == {"ort/lowered/1t", "ort/as-written/1t"}
+    assert manifest["previous"]["chosen"] == packed["chosen"]["key"]
+    assert manifest["chosen"]["key"] in proc.stdout and "cosine" in proc.stdout
+    # the runner deploy.json describes computes what the FP32 model does on the check images
+    with np.load(b / "check.npz") as z:
+        images, ref = z["input"], z["output_0"]
+    with load_deployed(b) as runner:
+        logits = runner.infer_all(images)
+    assert runner.config.threads == 1
+    assert np.mean(np.argmax(logits, 1) == np.argmax(ref, 1)) >= 0.75
+    cos = np.sum(logits * ref, 1) / np.linalg.norm(logits, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.mean() > 0.95
+
+
+def test_a_candidate_with_nonfinite_outputs_is_never_chosen(int8_tar, tmp_path, monkeypatch):
+    b = extract(int8_tar, tmp_path / "b")
+    real = runtime_select.measure
+
+    def measure(cands, *a, **k):
+        m = real(cands, *a, **k)
+        fastest = min(m.timings, key=lambda key: np.median(m.timings[key]))
+        m.outputs[fastest] = [np.full_like(o, np.nan) for o in m.outputs[fastest]]
+        measure.broken = fastest
+        return m
+
+    monkeypatch.setattr(runtime_select, "measure", measure)
+    sel = select_bundle(b, "ort", [1], 1, 2, 0)
+    assert sel.chosen.key != measure.broken
+    broken = next(r for r in sel.results if r.candidate.key == measure.broken)
+    assert broken.median_ms is None and "non-finite" in broken.error
+
+
+def test_changed_bundle_file_is_refused_and_deploy_json_kept(int8_tar, tmp_path, capsys):
+    b = extract(int8_tar, tmp_path / "b")
+    before = (b / "deploy.json").read_bytes()
+    with open(b / "model.int8-cpu.onnx", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    assert main(["select-runtime", str(b), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.int8-cpu.onnx" in err and "sha256" in err
+    assert (b / "deploy.json").read_bytes() == before
+    c = extract(int8_tar, tmp_path / "c")
+    (c / "check.npz").unlink()
+    with pytest.raises(SwinEdgeError, match="check.npz' is missing"):
+        read_cpu_bundle(c)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(SwinEdgeError, match="no bundle.json"):
+        read_cpu_bundle(tmp_path)
+    (tmp_path / "bundle.json").write_text('{"format": "swin_edge.bundle/1"}')  # a TensorRT one
+    with pytest.raises(SwinEdgeError, match="not a swin_edge CPU bundle"):
+        read_cpu_bundle(tmp_path)
+    (tmp_path / "bundle.json").write_text('{"format": "swin_edge.cpu-bundle/1", "files": 3}')
+    with pytest.raises(SwinEdgeError, match="malformed"):
+        read_cpu_bundle(tmp_path)
+
+
+def test_fp32_bundle_without_a_choice_asks_for_the_selection(fp32, tmp_path, capsys):
+    out = tmp_path / "fp32.tar.gz"
+    args = ["deploy", "--target", "cpu", "--precision", "fp32", "--onnx", str(fp32)]
+    assert main([*args, "--no-select", "--out", str(out)]) == 0
+    b = extract(out, tmp_path / "b")
+    assert not (b / "deploy.json").exists()
+    assert json.loads((b / "bundle.json").read_text())["sources"] == {"fp32": "model.onnx"}
+    with pytest.raises(SwinEdgeError, match="select_runtime.sh"):
+        load_deployed(b)
+    assert main(["select-runtime", str(b), "--runtime", "ort", "--threads", "1", *FAST]) == 0
+    with load_deployed(b) as runner:
+        with np.load(b / "check.npz") as z:  # FP32 on ORT: the reference itself
+            np.testing.assert_allclose(runner.infer_all(z["input"]), z["output_0"], atol=1e-4)
+
+
+def test_bf16_packed_on_a_cpu_without_bf16_leaves_the_choice_to_the_target(
+    fp32, tmp_path, monkeypatch
+):
+    if not openvino_available():
+        pytest.skip("bf16 runs on OpenVINO, which is not installed")
+    from swin_edge import cpu
+
+    info = cpu.cpu_info()
+    flags = tuple(f for f in info.flags if f not in ("avx512_bf16", "amx_bf16"))
+    no_bf16 = cpu.CpuInfo(info.model, info.vendor, info.arch, flags)
+    assert not no_bf16.has_bf16
+    monkeypatch.setattr(runtime_select, "cpu_info", lambda: no_bf16)
+    images = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    res = cpu_bundle.make_cpu_bundle(
+        tmp_path / "bf16.tar.gz",
+        fp32,
+        TINY.to_dict(),
+        images,
+        cpu_bundle.CpuBundleConfig(precision="bf16", rounds=1, iterations=1, warmup=0),
+    )
+    assert res.selection is None and "AVX512-BF16" in res.note
+    with tarfile.open(res.path) as t:
+        names = set(t.getnames())
+    assert "deploy.json" not in names and {"model.onnx", "model.xml", "bundle.json"} <= names
+
+
+def test_loading_on_another_cpu_class_warns_to_reselect(int8_tar, tmp_path, monkeypatch):
+    from swin_edge import cpu
+
+    b = extract(int8_tar, tmp_path / "b")
+    other = cpu.CpuInfo("Some CPU", "other", "x86_64", ("avx2", "fma"))
+    monkeypatch.setattr(runtime_select, "cpu_info", lambda: other)
+    with pytest.warns(UserWarning, match="select_runtime.sh"):
+        runner = load_deployed(b / "deploy.json")
+    assert Path(runner.model_path).parent == b
