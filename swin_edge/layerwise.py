@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from .errors import SwinEdgeError
 from .metrics import sqnr_db
 from .quantize.placement import GEMM_OPS
 
@@ -31,12 +33,48 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> bytes:
     return m.SerializeToString()
 
 
-def per_layer_sqnr(
-    fp32_path: str | Path, int8_path: str | Path, images: np.ndarray, threads: int = 0
-) -> list[tuple[str, float]]:
-    """SQNR (dB) of every GEMM/MatMul/Conv output, worst first, on ``images``."""
+def _ort_outputs(model: onnx.ModelProto, names: list[str], threads: int) -> Callable:
+    """``run(x) -> {name: array}`` of ``model`` with ``names`` as extra outputs (ONNX Runtime,
+    graph kept as written: fusions would hide the intermediate tensors asked for)."""
     import onnxruntime as ort
 
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(_with_outputs(model, names), so, providers=["CPUExecutionProvider"])
+    inp, outs = sess.get_inputs()[0].name, [o.name for o in sess.get_outputs()]
+    return lambda x: dict(zip(outs, sess.run(None, {inp: x}), strict=True))
+
+
+def _openvino_outputs(path: Path, names: list[str], threads: int) -> Callable:
+    """``run(x) -> {name: array}`` of ``path`` compiled by OpenVINO for the CPU (f32 float
+    layers, as the runner runs it) with ``names`` as extra outputs, so the int8 kernels and
+    fusions OpenVINO picks are the ones measured."""
+    from .backends.openvino import OvConfig, import_openvino, read_ov_model
+
+    ov = import_openvino()
+    core = ov.Core()
+    model = read_ov_model(core, path)
+    model.add_outputs(names)
+    compiled = core.compile_model(model, "CPU", OvConfig(threads=threads).properties(ov))
+    request = compiled.create_infer_request()
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        res = request.infer({0: x})
+        return {n: np.array(res[o]) for o in compiled.outputs for n in o.get_names()}
+
+    return run
+
+
+def per_layer_sqnr(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    images: np.ndarray,
+    threads: int = 0,
+    runtime: str = "ort",
+) -> list[tuple[str, float]]:
+    """SQNR (dB) of every GEMM/MatMul/Conv output, worst first, on ``images``: the FP32 model
+    in ONNX Runtime against the Q/DQ model in ``runtime`` (``ort`` or ``openvino``)."""
     ref = onnx.load(str(fp32_path))
     test = onnx.load(str(int8_path))
     test_out = {n.name: n.output[0] for n in test.graph.node if n.op_type in GEMM_OPS}
@@ -45,32 +83,25 @@ def per_layer_sqnr(
         for n in ref.graph.node
         if n.op_type in GEMM_OPS and n.name in test_out
     ]
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    # Fusions would hide the intermediate tensors we ask for: keep the graph as written.
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    results = []
-    sessions = [
-        ort.InferenceSession(
-            _with_outputs(m, [p[i] for p in pairs]), so, providers=["CPUExecutionProvider"]
-        )
-        for m, i in ((ref, 1), (test, 2))
-    ]
-    name = sessions[0].get_inputs()[0].name
-    batch = sessions[0].get_inputs()[0].shape[0]
-    step = batch if isinstance(batch, int) else 1
+    if runtime not in ("ort", "openvino"):
+        raise SwinEdgeError(f"per-layer SQNR runs on ort or openvino, not {runtime!r}")
+    run_ref = _ort_outputs(ref, [p[1] for p in pairs], threads)
+    if runtime == "openvino":
+        run_test = _openvino_outputs(Path(int8_path), [p[2] for p in pairs], threads)
+    else:
+        run_test = _ort_outputs(test, [p[2] for p in pairs], threads)
+    inits = {i.name for i in ref.graph.initializer}
+    d0 = next(i for i in ref.graph.input if i.name not in inits).type.tensor_type.shape.dim[0]
+    step = d0.dim_value if d0.HasField("dim_value") and d0.dim_value > 0 else 1
     if len(images) < step:  # a static batch larger than the sample: repeat images to fill it
         images = np.resize(images, (step, *images.shape[1:]))
     acc: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {p[0]: [] for p in pairs}
     for i in range(0, len(images) - step + 1, step):
         x = np.ascontiguousarray(images[i : i + step], dtype=np.float32)
-        outs = [
-            dict(zip([o.name for o in s.get_outputs()], s.run(None, {name: x}), strict=True))
-            for s in sessions
-        ]
+        r_out, t_out = run_ref(x), run_test(x)
         for node, r, t in pairs:
-            acc[node].append((outs[0][r], outs[1][t]))
+            acc[node].append((r_out[r], t_out[t]))
+    results = []
     for node, vals in acc.items():
         r = np.concatenate([v[0].ravel() for v in vals]).astype(np.float64)
         t = np.concatenate([v[1].ravel() for v in vals]).astype(np.float64)

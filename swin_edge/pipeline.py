@@ -321,7 +321,15 @@ def _build_into(
         if int8_path is not None and cfg.worst_layers:
             from .layerwise import per_layer_sqnr
 
-            worst = per_layer_sqnr(fp32.path, int8_path, eval_set.images[:8], cfg.threads)
+            # the deployed model in the deployed runtime (OpenVINO's recipe when it won)
+            runtime, test = "ort", int8_path
+            if selection is not None and selection.chosen.runtime == "openvino":
+                runtime = "openvino"
+                if selection.chosen.variant == "int8-nncf":
+                    test = Path(res.artifacts["onnx_int8_openvino"])
+            worst = per_layer_sqnr(
+                fp32.path, test, eval_set.images[:8], cfg.threads, runtime=runtime
+            )
             evals[-1].worst_layers = worst[: cfg.worst_layers]
         for e in evals:  # paths inside the run folder, which is staged and moved at the end
             e.path = Path(e.path).name

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -142,3 +143,27 @@ def test_static_batch_larger_than_sample_and_too_many_classes(tmp_path, labeled_
             ),
             progress=False,
         )
+
+
+def test_build_pinned_to_openvino_checks_layers_in_openvino(tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from swin_edge import layerwise
+
+    runtimes = []
+    real = layerwise.per_layer_sqnr
+
+    def spy(fp32, int8, images, threads=0, runtime="ort"):
+        runtimes.append((runtime, int8.name))
+        return real(fp32, int8, images, threads, runtime)
+
+    monkeypatch.setattr(layerwise, "per_layer_sqnr", spy)
+    cfg = BuildConfig(target="cpu", runtime="openvino", threads=1, rounds=1, out=str(tmp_path))
+    build(dataclasses.replace(cfg, **SMALL), progress=False)
+    report = json.loads((tmp_path / "report.json").read_text())
+    chosen = report["runtime_selection"]["chosen"]
+    assert chosen["runtime"] == "openvino" and chosen["model"].endswith(".xml")
+    deployed = (
+        "model.int8-openvino.onnx" if chosen["variant"] == "int8-nncf" else "model.int8-cpu.onnx"
+    )
+    assert runtimes == [("openvino", deployed)]  # the deployed model, in the deployed runtime
+    assert report["results"][1]["name"] == "openvino-int8" and report["results"][1]["worst_layers"]

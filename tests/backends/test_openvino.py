@@ -71,6 +71,22 @@ def test_int8_qdq_runs_as_int8_and_agrees_with_onnx_runtime(models):
     assert fidelity(run_ort(models["fp32"], x), out).cosine > 0.99
 
 
+def test_per_layer_sqnr_in_openvino_follows_onnx_runtime(models):
+    from swin_edge.layerwise import per_layer_sqnr
+
+    x = models["x"][:2]
+    ort = dict(per_layer_sqnr(models["fp32"], models["int8"], x, threads=1))
+    ov = dict(per_layer_sqnr(models["fp32"], models["int8"], x, threads=1, runtime="openvino"))
+    assert set(ov) == set(ort) and len(ov) > 10  # every GEMM, read from OpenVINO's own run
+    # the same quantization grid: the same error, up to each runtime's arithmetic (a float
+    # layer is exact in ORT, inf dB, and within float rounding in OpenVINO)
+    assert not np.isnan(list(ov.values())).any()
+    assert all(abs(v - ort[k]) < 3.0 or min(v, ort[k]) > 80 for k, v in ov.items())
+    assert min(ov.values()) < 60  # the int8 layers are measured, not only float ones
+    with pytest.raises(SwinEdgeError, match="ort or openvino"):
+        per_layer_sqnr(models["fp32"], models["int8"], x, runtime="tensorrt")
+
+
 def test_ir_round_trip(models, tmp_path):
     xml = onnx_to_openvino_ir(models["int8"], tmp_path / "ir" / "model.xml")
     assert xml == tmp_path / "ir" / "model.xml"
