@@ -34,7 +34,7 @@ import numpy as np
 from . import __version__
 from .errors import SwinEdgeError
 from .runtime_select import MANIFEST_NAME, CpuCandidate, Selection
-from .utils import atomic_path, sha256_file
+from .utils import atomic_path, read_json_doc, sha256_file
 
 BUNDLE_FORMAT = "swin_edge.cpu-bundle/1"
 BUNDLE_NAME = "bundle.json"
@@ -273,18 +273,7 @@ def read_cpu_bundle(folder: str | Path) -> CpuBundle:
             f"'{folder}' has no {BUNDLE_NAME}, so it is not an extracted CPU bundle; "
             "pack one with `python -m swin_edge deploy --target cpu`"
         )
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SwinEdgeError(
-            f"'{path}' is not readable JSON ({type(e).__name__}); {REEXTRACT}"
-        ) from None
-    fmt = doc.get("format") if isinstance(doc, dict) else None
-    if fmt != BUNDLE_FORMAT:
-        raise SwinEdgeError(
-            f"'{path}' is not a swin_edge CPU bundle manifest (format {fmt!r}, expected "
-            f"{BUNDLE_FORMAT!r}); {REEXTRACT}"
-        )
+    doc = read_json_doc(path, BUNDLE_FORMAT, "swin_edge CPU bundle manifest", REEXTRACT)
     try:
         precision = doc["precision"]
         sources = {s: folder / str(n) for s, n in dict(doc["sources"]).items()}

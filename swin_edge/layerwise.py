@@ -59,6 +59,7 @@ def _openvino_outputs(path: Path, names: list[str], threads: int) -> Callable:
     model.add_outputs(names)
     compiled = core.compile_model(model, "CPU", OvConfig(threads=threads).properties(ov))
     request = compiled.create_infer_request()
+
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         res = request.infer({0: x})
         return {n: np.array(res[o]) for o in compiled.outputs for n in o.get_names()}

@@ -13,7 +13,6 @@ bf16 or int8 model is a different model, not a faster way to run this one.
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import numpy as np
 
 from .cpu import CpuInfo, cpu_info, num_cores
 from .errors import MissingDependencyError, SwinEdgeError
-from .utils import write_json_atomic
+from .utils import read_json_doc, write_json_atomic
 
 RUNTIMES = ("ort", "openvino")  # also the tie-break order: ONNX Runtime needs no extra install
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -437,18 +436,7 @@ def read_deploy_manifest(path: str | Path) -> DeployManifest:
     rebuild = "rebuild it with `python -m swin_edge build` (it writes deploy.json)"
     if not path.is_file():
         raise SwinEdgeError(f"'{path}' does not exist; {rebuild}")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SwinEdgeError(
-            f"'{path}' is not readable JSON ({type(e).__name__}); {rebuild}"
-        ) from None
-    fmt = doc.get("format") if isinstance(doc, dict) else None
-    if fmt != MANIFEST_FORMAT:
-        raise SwinEdgeError(
-            f"'{path}' is not a swin_edge CPU deployment manifest (format {fmt!r}, expected "
-            f"{MANIFEST_FORMAT!r}); {rebuild}"
-        )
+    doc = read_json_doc(path, MANIFEST_FORMAT, "swin_edge CPU deployment manifest", rebuild)
 
     def resolved(d: dict[str, Any]) -> dict[str, Any]:
         model = Path(d["model"])

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import MissingDependencyError
+from .errors import MissingDependencyError, SwinEdgeError
 
 STALE_TEMP_SECONDS = 3600  # a temp file this old with no known live writer is debris
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
@@ -104,6 +104,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json_doc(path: str | os.PathLike, fmt: str, what: str, fix: str) -> dict[str, Any]:
+    """The JSON object in ``path`` whose ``format`` is ``fmt``; an unreadable, non-JSON or
+    foreign file is a one-line :class:`SwinEdgeError` ending in ``fix`` (``what``: the kind
+    of file expected, e.g. "swin_edge CPU bundle manifest")."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SwinEdgeError(f"'{path}' is not readable JSON ({type(e).__name__}); {fix}") from None
+    found = doc.get("format") if isinstance(doc, dict) else None
+    if found != fmt:
+        raise SwinEdgeError(f"'{path}' is not a {what} (format {found!r}, expected {fmt!r}); {fix}")
+    return doc
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
