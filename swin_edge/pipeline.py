@@ -277,12 +277,6 @@ def _build_into(
             graph = onnx.load(str(fp32.path), load_external_data=False).graph
             placement = qres.placement({n.name: n.op_type for n in graph.node})
             res.artifacts["onnx_int8"] = str(int8_path)
-            if recipe.target == "cpu":  # what the ONNX Runtime runner executes, as a file
-                from .backends.onnxrt_lowering import lower_file
-
-                ort_path = out / "model.int8-cpu.ort.onnx"
-                lower_file(int8_path, ort_path)
-                res.artifacts["onnx_int8_ort"] = str(ort_path)
         step("engine")
         cands = [Candidate("onnxruntime-fp32", "onnxruntime", "fp32", fp32.path)]
         selection, chosen_name = None, None
@@ -292,6 +286,12 @@ def _build_into(
             bar.set_postfix_str("select CPU runtime")
             selection = _select_cpu_runtime(cfg, out, fp32.path, int8_path, calib, res, notes)
             chosen = selection.chosen
+            if chosen.variant == "lowered":  # the lowering won: the deployed model, as a file
+                from .backends.onnxrt_lowering import lower_file
+
+                ort_path = out / "model.int8-cpu.ort.onnx"
+                lower_file(int8_path, ort_path)
+                res.artifacts["onnx_int8_ort"] = str(ort_path)
             if not (chosen.runtime == "ort" and cfg.precision == "fp32"):
                 backend = "onnxruntime" if chosen.runtime == "ort" else "openvino"
                 chosen_name = f"{backend}-{cfg.precision}"

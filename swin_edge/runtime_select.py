@@ -463,15 +463,21 @@ def read_deploy_manifest(path: str | Path) -> DeployManifest:
 
 def load_deployed(path: str | Path, warn: bool = True) -> Any:
     """The runner ``deploy.json`` (a file, or the folder holding it) says to run the model
-    with: ``with load_deployed("bundle") as r: logits = r.infer(batch)``. Warns (stderr) when
-    this CPU is of another class than the one the choice was made on."""
+    with: ``with load_deployed("bundle") as r: logits = r.infer(batch)``. In a CPU bundle
+    every file is first verified against ``bundle.json``. Warns (stderr) when this CPU is of
+    another class than the one the choice was made on."""
     path = Path(path)
-    if path.is_dir() and (path / "bundle.json").is_file() and not (path / MANIFEST_NAME).exists():
-        raise SwinEdgeError(
-            f"'{path}' (a CPU bundle) has no {MANIFEST_NAME} yet: run "
-            f"{path / 'select_runtime.sh'} there first"
-        )
-    manifest = read_deploy_manifest(path / MANIFEST_NAME if path.is_dir() else path)
+    folder = path if path.is_dir() else path.parent
+    if (folder / "bundle.json").is_file():
+        from .cpu_bundle import read_cpu_bundle
+
+        read_cpu_bundle(folder)  # a changed or missing model file is an error, not a guess
+        if not (folder / MANIFEST_NAME).exists():
+            raise SwinEdgeError(
+                f"'{folder}' (a CPU bundle) has no {MANIFEST_NAME} yet: run "
+                f"{folder / 'select_runtime.sh'} there first"
+            )
+    manifest = read_deploy_manifest(folder / MANIFEST_NAME if path.is_dir() else path)
     note = manifest.cpu_note()
     if warn and note:
         import warnings

@@ -130,6 +130,8 @@ def test_changed_bundle_file_is_refused_and_deploy_json_kept(int8_tar, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "model.int8-cpu.onnx" in err and "sha256" in err
     assert (b / "deploy.json").read_bytes() == before
+    with pytest.raises(SwinEdgeError, match="differs from the one packed"):
+        load_deployed(b)  # serving refuses a changed model too
     c = extract(int8_tar, tmp_path / "c")
     (c / "check.npz").unlink()
     with pytest.raises(SwinEdgeError, match="check.npz' is missing"):

@@ -47,8 +47,10 @@ def first_run(tmp_path_factory):
 def test_report_records_every_artifact_with_its_sha256(first_run):
     out, res = first_run
     report = json.loads((out / "report.json").read_text())
-    expected = {"onnx_fp32", "onnx_int8", "onnx_int8_ort", "deploy_manifest"}
+    expected = {"onnx_fp32", "onnx_int8", "deploy_manifest"}
     assert set(report["artifacts"]) >= expected
+    chosen = report["runtime_selection"]["chosen"]["variant"]
+    assert ("onnx_int8_ort" in report["artifacts"]) is (chosen == "lowered")
     for a in report["artifacts"].values():
         assert sha256_file(out / a["file"]) == a["sha256"]
     assert report["results"][0]["path"] == "model.onnx"
