@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,26 +48,6 @@ def _ort_outputs(model: onnx.ModelProto, names: list[str], threads: int) -> Call
     return lambda x: dict(zip(outs, sess.run(None, {inp: x}), strict=True))
 
 
-def _openvino_outputs(path: Path, names: list[str], threads: int) -> Callable:
-    """``run(x) -> {name: array}`` of ``path`` compiled by OpenVINO for the CPU (f32 float
-    layers, as the runner runs it) with ``names`` as extra outputs, so the int8 kernels and
-    fusions OpenVINO picks are the ones measured."""
-    from .backends.openvino import OvConfig, import_openvino, read_ov_model
-
-    ov = import_openvino()
-    core = ov.Core()
-    model = read_ov_model(core, path)
-    model.add_outputs(names)
-    compiled = core.compile_model(model, "CPU", OvConfig(threads=threads).properties(ov))
-    request = compiled.create_infer_request()
-
-    def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        res = request.infer({0: x})
-        return {n: np.array(res[o]) for o in compiled.outputs for n in o.get_names()}
-
-    return run
-
-
 def per_layer_sqnr(
     fp32_path: str | Path,
     int8_path: str | Path,
@@ -87,10 +68,31 @@ def per_layer_sqnr(
     if runtime not in ("ort", "openvino"):
         raise SwinEdgeError(f"per-layer SQNR runs on ort or openvino, not {runtime!r}")
     run_ref = _ort_outputs(ref, [p[1] for p in pairs], threads)
-    if runtime == "openvino":
-        run_test = _openvino_outputs(Path(int8_path), [p[2] for p in pairs], threads)
-    else:
-        run_test = _ort_outputs(test, [p[2] for p in pairs], threads)
+    with contextlib.ExitStack() as stack:
+        if runtime == "openvino":  # as the runner compiles it: its int8 kernels and fusions
+            from .backends.openvino import OpenvinoRunner, OvConfig
+
+            ov_runner = OpenvinoRunner(int8_path, OvConfig(threads=threads), [p[2] for p in pairs])
+            run_test = stack.enter_context(ov_runner).infer_named
+        else:
+            run_test = _ort_outputs(test, [p[2] for p in pairs], threads)
+        acc = _collect(ref, pairs, images, run_ref, run_test)
+    results = []
+    for node, vals in acc.items():
+        r = np.concatenate([v[0].ravel() for v in vals]).astype(np.float64)
+        t = np.concatenate([v[1].ravel() for v in vals]).astype(np.float64)
+        results.append((node, sqnr_db(r, t)))
+    return sorted(results, key=lambda kv: kv[1])
+
+
+def _collect(
+    ref: onnx.ModelProto,
+    pairs: list[tuple[str, str, str]],
+    images: np.ndarray,
+    run_ref: Callable,
+    run_test: Callable,
+) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Both models' outputs of every pair, batch by batch of the FP32 model's static batch."""
     inits = {i.name for i in ref.graph.initializer}
     d0 = next(i for i in ref.graph.input if i.name not in inits).type.tensor_type.shape.dim[0]
     step = d0.dim_value if d0.HasField("dim_value") and d0.dim_value > 0 else 1
@@ -102,9 +104,4 @@ def per_layer_sqnr(
         r_out, t_out = run_ref(x), run_test(x)
         for node, r, t in pairs:
             acc[node].append((r_out[r], t_out[t]))
-    results = []
-    for node, vals in acc.items():
-        r = np.concatenate([v[0].ravel() for v in vals]).astype(np.float64)
-        t = np.concatenate([v[1].ravel() for v in vals]).astype(np.float64)
-        results.append((node, sqnr_db(r, t)))
-    return sorted(results, key=lambda kv: kv[1])
+    return acc

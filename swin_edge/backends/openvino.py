@@ -9,10 +9,14 @@ told otherwise, so ``f32`` is asked for by default and ``bf16`` is its own, opt-
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -59,6 +63,34 @@ def _first_line(e: Exception) -> str:
     lines = [s.strip() for s in str(e).splitlines()]
     useful = [s for s in lines if s and not s.startswith("Exception from ")]
     return (useful or lines or [type(e).__name__])[0][:160]
+
+
+class _StackT(ctypes.Structure):  # stack_t of sigaltstack(2)
+    _fields_ = [
+        ("ss_sp", ctypes.c_void_p),
+        ("ss_flags", ctypes.c_int),
+        ("ss_size", ctypes.c_size_t),
+    ]
+
+
+@contextlib.contextmanager
+def signal_stack_kept() -> Iterator[None]:
+    """Put back the calling thread's alternate signal stack after the block. OpenVINO 2026.4's
+    CPU plugin, compiling and releasing models, leaves it pointing at memory it has freed, so
+    the next signal handled on it (SIGTERM, by Python's handler) kills the process with
+    SIGSEGV instead of unwinding. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = _StackT()
+    if libc.sigaltstack(None, ctypes.byref(before)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(before), None)
 
 
 @dataclass(frozen=True)
@@ -142,9 +174,15 @@ def _check_ov_image_model(model: Any, path: Path) -> None:
 class OpenvinoRunner(StaticBatchInference):
     """``with OpenvinoRunner("m.onnx") as r: logits = r.infer(batch)`` (``.xml`` IR too)."""
 
-    def __init__(self, model_path: str | Path, config: OvConfig | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        config: OvConfig | None = None,
+        extra_outputs: Sequence[str] = (),
+    ) -> None:
         self.model_path = Path(model_path)
         self.config = config or OvConfig()
+        self.extra_outputs = tuple(extra_outputs)  # tensor names to expose (per-layer checks)
         self.compiled = None
         self.request = None
 
@@ -153,24 +191,35 @@ class OpenvinoRunner(StaticBatchInference):
         return self
 
     def __exit__(self, *exc) -> None:
-        self.request = None
-        self.compiled = None
+        with signal_stack_kept():  # releasing the last model unloads the CPU plugin
+            self.request = None
+            self.compiled = None
 
     def activate(self) -> None:
         ov = import_openvino()
         check_precision_supported(self.config, self.model_path)
-        core = ov.Core()
-        model = read_ov_model(core, self.model_path)
-        try:
-            self.compiled = core.compile_model(model, "CPU", self.config.properties(ov))
-        except Exception as e:
-            raise SwinEdgeError(
-                f"OpenVINO cannot compile '{self.model_path}' for the CPU ({_first_line(e)})"
-            ) from None
-        self.request = self.compiled.create_infer_request()
+        with signal_stack_kept():
+            core = ov.Core()
+            model = read_ov_model(core, self.model_path)
+            if self.extra_outputs:
+                model.add_outputs(list(self.extra_outputs))
+            try:
+                self.compiled = core.compile_model(model, "CPU", self.config.properties(ov))
+            except Exception as e:
+                raise SwinEdgeError(
+                    f"OpenVINO cannot compile '{self.model_path}' for the CPU ({_first_line(e)})"
+                ) from None
+            self.request = self.compiled.create_infer_request()
+            del core, model
         ps = self.compiled.input(0).partial_shape
         self.static_batch = ps[0].get_length() if ps[0].is_static else None
         self.input_shape = tuple(d.get_length() if d.is_static else 1 for d in ps)
+
+    def infer_named(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output (``extra_outputs`` included) by each of its tensor names."""
+        self._ensure_active()
+        res = self.request.infer({0: batch})
+        return {n: np.array(res[o]) for o in self.compiled.outputs for n in o.get_names()}
 
     def runtime_info(self) -> dict[str, Any]:
         """Compile facts for reports: threads and precision asked for, what OpenVINO chose

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import onnx
 import pytest
@@ -168,3 +172,34 @@ def test_benchmark_reports_ordered_percentiles(models):
         stats = r.benchmark(iterations=6, warmup=1)
     assert stats.batch_size == 1 and stats.iterations == 6 and stats.warmup == 1
     assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
+
+
+CHILD = """
+import os, signal, sys, time
+from swin_edge.runtime_select import CpuCandidate, measure
+models = [("int8", sys.argv[1]), ("int8-nncf", sys.argv[1])]
+candidates = [CpuCandidate("openvino", v, "int8", t, m) for t in (1, 2) for v, m in models]
+measure(candidates, rounds=1, iterations=2, warmup=0)  # as build and select-runtime do
+def handler(signum, frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, handler)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+except KeyboardInterrupt:
+    print("unwound")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack is Linux's")
+def test_sigterm_after_openvino_unwinds_instead_of_crashing(models):
+    # OpenVINO 2026.4's CPU plugin leaves the thread's alternate signal stack on memory it
+    # freed once such runners are released; Python's SIGTERM handler (the CLI's clean exit)
+    # then died with SIGSEGV. In a child process, so a crash cannot take pytest down.
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CHILD), str(models["int8"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "unwound", proc.stderr[-500:]
