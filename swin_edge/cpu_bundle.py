@@ -33,7 +33,7 @@ import numpy as np
 
 from . import __version__
 from .errors import SwinEdgeError
-from .runtime_select import MANIFEST_NAME, CpuCandidate, Selection
+from .runtime_select import MANIFEST_NAME, MAX_SQNR_DROP_DB, CpuCandidate, Selection
 from .utils import atomic_path, read_json_doc, sha256_file
 
 BUNDLE_FORMAT = "swin_edge.cpu-bundle/1"
@@ -144,18 +144,6 @@ def _add_ir(folder: Path, names: Sequence[str]) -> list[str]:
     return out
 
 
-def _reference(fp32_onnx: Path, images: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
-    """Output names and the FP32 model's outputs (ONNX Runtime) on ``images``."""
-    import onnx
-
-    from .backends.onnxrt import OnnxrtRunner, OrtConfig
-
-    graph = onnx.load(str(fp32_onnx), load_external_data=False).graph
-    with OnnxrtRunner(fp32_onnx, OrtConfig(threads=0)) as r:
-        outputs = r.infer_all_outputs(images)
-    return [o.name for o in graph.output], outputs
-
-
 def make_cpu_bundle(
     out: str | Path,
     fp32_onnx: str | Path,
@@ -176,13 +164,14 @@ def make_cpu_bundle(
     if cfg.precision == "int8" and int8_onnx is None:
         raise SwinEdgeError("an int8 CPU bundle needs the cpu-recipe Q/DQ ONNX")
     sources = {s: SOURCE_FILES[s] for s in SOURCES_OF[cfg.precision] if given[s] is not None}
-    check_images = np.ascontiguousarray(check_images[:CHECK_IMAGES], dtype=np.float32)
+    from .runtime_select import fp32_reference
+
     with tempfile.TemporaryDirectory(prefix="swin_edge-cpu-bundle-") as work:
         stage = Path(work)
         for source, name in sources.items():
             shutil.copyfile(given[source], stage / name)
         files = [*sources.values(), *_add_ir(stage, list(sources.values()))]
-        names, ref = _reference(Path(fp32_onnx), check_images)
+        check_images, names, ref = fp32_reference(fp32_onnx, check_images[:CHECK_IMAGES])
         np.savez(
             stage / CHECK_NAME,
             input=check_images,
@@ -325,15 +314,17 @@ def select_bundle(
     rounds: int = 5,
     iterations: int = 20,
     warmup: int = 5,
+    max_sqnr_drop_db: float = MAX_SQNR_DROP_DB,
 ) -> Selection:
     """On this machine: verify the bundle, time every candidate for its precision
-    (:func:`~swin_edge.runtime_select.measure`), run each on the bundled check images (a
-    candidate with non-finite outputs is never chosen; every other one's fidelity to the FP32
-    outputs is recorded), pick the fastest and rewrite ``deploy.json`` atomically, recording
-    the choice it replaces."""
+    (:func:`~swin_edge.runtime_select.measure`), run each on the bundled check images against
+    the FP32 outputs (:func:`~swin_edge.runtime_select.check_outputs`: non-finite or
+    unfaithful candidates are never chosen), pick the fastest other and rewrite ``deploy.json``
+    atomically, recording the choice it replaces."""
     from .cpu import cpu_info
-    from .metrics import fidelity_per_output
     from .runtime_select import (
+        baseline_fidelity,
+        check_outputs,
         cpu_candidates,
         deploy_environment,
         measure,
@@ -356,16 +347,12 @@ def select_bundle(
     ]
     images, names, ref = _check(bundle.folder, bundle.doc)
     m = measure(candidates, rounds, iterations, warmup, inputs=images)
-    timings, errors, fid = dict(m.timings), dict(m.errors), {}
-    for key, outs in m.outputs.items():
-        if not all(np.isfinite(o).all() for o in outs):
-            errors[key] = "non-finite outputs on the bundled check images"
-            timings.pop(key, None)
-            continue
-        fid[key] = fidelity_per_output(names, ref, outs)[0].to_dict()
-    sel = select(candidates, timings, errors, m.benchmark)
-    for r in sel.results:
-        r.fidelity = fid.get(r.candidate.key)
+    timings, errors, fidelity = check_outputs(m, names, ref)
+    if runtime == "openvino":
+        fidelity |= baseline_fidelity(
+            bundle.precision, src.get("fp32"), src.get("int8"), images, names, ref
+        )
+    sel = select(candidates, timings, errors, m.benchmark, fidelity, max_sqnr_drop_db)
     manifest = bundle.folder / MANIFEST_NAME
     write_deploy_manifest(
         manifest,

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import __version__
 from .errors import SwinEdgeError
+from .runtime_select import MAX_SQNR_DROP_DB
 
 STAGES = ("export", "calibrate", "quantize", "engine", "evaluate", "report")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -50,6 +51,7 @@ class BuildConfig:
     optimization_level: int = 3
     dla_core: int | None = None
     runtime: str | None = None  # CPU: pin ort | openvino instead of timing both
+    max_sqnr_drop_db: float = MAX_SQNR_DROP_DB  # CPU selection's fidelity rule
     onnx: str | None = None  # start from this FP32 ONNX instead of exporting `model`
     model_args: tuple[str, ...] = ()  # KEY=VALUE for a `file.py:factory` model
     mean: tuple[float, float, float] | None = None  # preprocessing over the model's own
@@ -284,7 +286,9 @@ def _build_into(
             cands += _engines(cfg, out, fp32.path, int8_path, calib.digest if calib else None, res)
         else:
             bar.set_postfix_str("select CPU runtime")
-            selection = _select_cpu_runtime(cfg, out, fp32.path, int8_path, calib, res, notes)
+            selection = _select_cpu_runtime(
+                cfg, out, fp32.path, int8_path, calib, eval_set.images[:8], res, notes
+            )
             chosen = selection.chosen
             if chosen.variant == "lowered":  # the lowering won: the deployed model, as a file
                 from .backends.onnxrt_lowering import lower_file
@@ -428,12 +432,14 @@ def _select_cpu_runtime(
     fp32: Path,
     int8: Path | None,
     calib,
+    check_images: np.ndarray,
     res: BuildResult,
     notes: list,
 ):
     """Time every CPU runtime/variant/thread count for the precision asked for (interleaved
-    rounds, as TensorRT times tactics), keep the fastest, write ``deploy.json``; where the CPU
-    has hardware BF16 and the precision is not bf16, say what bf16 would give."""
+    rounds, as TensorRT times tactics), check each on ``check_images`` against FP32, keep the
+    fastest faithful one, write ``deploy.json``; where the CPU has hardware BF16 and the
+    precision is not bf16, say what bf16 would give."""
     import dataclasses
 
     from .cpu import cpu_info
@@ -465,6 +471,8 @@ def _select_cpu_runtime(
         iterations,
         cfg.warmup,
         openvino_int8_path=ov_int8,
+        check_images=check_images,
+        max_sqnr_drop_db=cfg.max_sqnr_drop_db,
     )
     if ov_int8 is not None and sel.chosen.variant != "int8-nncf":
         ov_int8.unlink()  # not deployed; deploy.json still lists its times
@@ -481,11 +489,15 @@ def _select_cpu_runtime(
     info = cpu_info()
     manifest = write_deploy_manifest(out / "deploy.json", sel, info, deploy_environment())
     res.artifacts["deploy_manifest"] = str(manifest)
+    faithful = [r for r in sel.results if r.median_ms is not None and not r.rejected]
     notes.append(
         f"CPU runtime: {sel.chosen.key} chosen for {cfg.precision} on {info.model} "
-        f"({info.cpu_class}), fastest of {len(sel.results)} candidates in interleaved rounds "
-        "(deploy.json lists them)"
+        f"({info.cpu_class}), fastest of {len(faithful)} candidates faithful to FP32 on "
+        f"{len(check_images)} images, timed in interleaved rounds (deploy.json lists them)"
     )
+    for r in (r for r in sel.results if r.rejected):
+        faster = " although faster" if r.vs_chosen is not None and r.vs_chosen < 1 else ""
+        notes.append(f"CPU runtime: {r.candidate.key} not deployed{faster}: {r.rejected}")
     if info.has_bf16 and cfg.precision != "bf16" and cfg.runtime in (None, "openvino"):
         try:
             bf16 = cpu_candidates("bf16", fp32, threads=[sel.chosen.threads])

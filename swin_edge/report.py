@@ -146,17 +146,22 @@ def _selection_lines(sel: dict[str, Any] | None) -> list[str]:
         f"{sel['precision']} (`deploy.json`); {bench.get('rounds', '?')} interleaved rounds of "
         f"{bench.get('iterations', '?')} runs:",
         "",
-        "| runtime | variant | threads | p50 ms (median of rounds) | latency vs chosen |",
-        "| --- | --- | --- | --- | --- |",
+        "| runtime | variant | threads | p50 ms (median of rounds) | latency vs chosen "
+        "| SQNR vs FP32 |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for c in sel.get("candidates", []):
         cand = c["candidate"] if "candidate" in c else c
         median = c.get("median_p50_ms")
         rel = c.get("latency_vs_chosen")
+        sqnr = (c.get("fidelity") or {}).get("sqnr_db")
+        fid = "-" if sqnr is None else f"{sqnr:.1f} dB"
+        if c.get("rejected"):
+            fid += f" (not deployed: {c['rejected']})"
         lines.append(
             f"| {cand['runtime']} | {cand['variant']} | {cand['threads']} | "
             f"{_fmt(median, '.2f') if median else c.get('error') or '-'} | "
-            f"{_fmt(rel, '.2f') + 'x' if rel else '-'} |"
+            f"{_fmt(rel, '.2f') + 'x' if rel else '-'} | {fid} |"
         )
     return lines
 

@@ -9,6 +9,12 @@ lowest median per-round p50 wins (:func:`select`), and the choice, the CPU it wa
 every candidate's per-round times go to ``deploy.json`` (:func:`write_deploy_manifest`), from
 which :func:`make_runner` builds the chosen runner. Candidates never cross precisions: a faster
 bf16 or int8 model is a different model, not a faster way to run this one.
+
+Speed alone is not enough: two runtimes can run the same Q/DQ file with very different error
+(OpenVINO 2026.4 on a dynamic-batch export loses 25 dB of SQNR; see README), and OpenVINO's own
+NNCF recipe is a different quantization. So where check images are run (:func:`check_outputs`),
+a candidate whose output SQNR against FP32 is more than ``max_sqnr_drop_db`` below the best
+candidate's (and under :data:`SQNR_ALWAYS_OK_DB`) is timed and listed but never chosen.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ VARIANTS: dict[str, tuple[tuple[str, str], ...]] = {
 MANIFEST_FORMAT = "swin_edge.cpu-deploy/1"
 MANIFEST_NAME = "deploy.json"
 OPENVINO_HINT = "pip install 'swin_edge[openvino]'"
+MAX_SQNR_DROP_DB = 10.0  # default: 10x the noise power of the most faithful candidate
+SQNR_ALWAYS_OK_DB = 40.0  # at or above this SQNR vs FP32 a candidate is never rejected
 
 
 @dataclass(frozen=True)
@@ -170,7 +178,8 @@ def cpu_candidates(
 @dataclass
 class CandidateResult:
     """A candidate's per-round p50s (ms), their median, and its latency relative to the chosen
-    one (median of per-round ratios; 1.0 for the chosen). ``error``: why it was not timed."""
+    one (median of per-round ratios; 1.0 for the chosen). ``error``: why it was not timed;
+    ``rejected``: why a timed candidate may not be chosen (its fidelity to FP32)."""
 
     candidate: CpuCandidate
     p50s_ms: list[float] = field(default_factory=list)
@@ -178,6 +187,7 @@ class CandidateResult:
     vs_chosen: float | None = None
     error: str | None = None
     fidelity: dict[str, Any] | None = None  # vs FP32 reference outputs, where checked
+    rejected: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -187,7 +197,9 @@ class CandidateResult:
             "latency_vs_chosen": self.vs_chosen,
             "error": self.error,
         }
-        return d if self.fidelity is None else {**d, "fidelity": self.fidelity}
+        if self.fidelity is not None:
+            d["fidelity"] = self.fidelity
+        return d if self.rejected is None else {**d, "rejected": self.rejected}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidateResult:
@@ -201,6 +213,7 @@ class CandidateResult:
             None if vs is None else float(vs),
             d.get("error"),
             d.get("fidelity"),
+            d.get("rejected"),
         )
 
 
@@ -219,10 +232,14 @@ def select(
     timings: Mapping[str, Sequence[float]],
     errors: Mapping[str, str] | None = None,
     benchmark: Mapping[str, Any] | None = None,
+    fidelity: Mapping[str, Mapping[str, Any]] | None = None,
+    max_sqnr_drop_db: float = MAX_SQNR_DROP_DB,
 ) -> Selection:
     """The candidate with the lowest median of its per-round p50s (``timings[c.key]``, ms);
     exact ties go to fewer threads, then ONNX Runtime, then the variant order. Candidates
-    without timings (failed to load: ``errors[c.key]``) are listed but never chosen."""
+    without timings (failed to load: ``errors[c.key]``) are listed but never chosen, nor are
+    those whose ``fidelity[c.key]["sqnr_db"]`` is more than ``max_sqnr_drop_db`` below the best
+    candidate's and under :data:`SQNR_ALWAYS_OK_DB`."""
     if not candidates:
         raise SwinEdgeError("no CPU runtime candidates to choose from")
     precisions = sorted({c.precision for c in candidates})
@@ -231,7 +248,9 @@ def select(
     keys = [c.key for c in candidates]
     if len(set(keys)) != len(keys):
         raise SwinEdgeError(f"duplicate CPU candidates in {keys}")
-    errors = errors or {}
+    if not max_sqnr_drop_db >= 0:
+        raise SwinEdgeError(f"--max-sqnr-drop {max_sqnr_drop_db}: use a number of dB >= 0")
+    errors, fidelity = errors or {}, fidelity or {}
     timed: list[CandidateResult] = []
     untimed: list[CandidateResult] = []
     for c in candidates:
@@ -241,15 +260,89 @@ def select(
             continue
         if not all(np.isfinite(v) and v > 0 for v in p50s):
             raise SwinEdgeError(f"candidate {c.key}: latencies must be finite and > 0, got {p50s}")
-        timed.append(CandidateResult(c, p50s, float(np.median(p50s))))
+        fid = dict(fidelity[c.key]) if c.key in fidelity else None
+        timed.append(CandidateResult(c, p50s, float(np.median(p50s)), fidelity=fid))
     if not timed:
         why = "; ".join(f"{r.candidate.key}: {r.error}" for r in untimed)
         raise SwinEdgeError(f"no CPU runtime candidate could be timed ({why})")
-    timed.sort(key=lambda r: (r.median_ms, r.candidate.sort_key()))
+    _reject_unfaithful(timed, fidelity, max_sqnr_drop_db)
+    timed.sort(key=lambda r: (r.rejected is not None, r.median_ms, r.candidate.sort_key()))
     best = timed[0]
+    if best.rejected:  # only possible against a baseline that is not a candidate
+        raise SwinEdgeError(
+            f"no {precisions[0]} candidate is faithful enough: {best.candidate.key} has "
+            f"{best.rejected}; OpenVINO loses accuracy on dynamic-batch exports (README, CPU "
+            "runtime selection): export a static batch or let ONNX Runtime run it"
+        )
     for r in timed:
         r.vs_chosen = _relative(r.p50s_ms, best.p50s_ms)
-    return Selection(precisions[0], best.candidate, timed + untimed, dict(benchmark or {}))
+    settings = dict(benchmark or {})
+    if fidelity:
+        settings["max_sqnr_drop_db"] = max_sqnr_drop_db
+        extra = {k: dict(v) for k, v in fidelity.items() if k not in keys}
+        if extra:
+            settings["baseline_fidelity"] = extra
+    return Selection(precisions[0], best.candidate, timed + untimed, settings)
+
+
+def _reject_unfaithful(
+    results: list[CandidateResult], fidelity: Mapping[str, Mapping[str, Any]], max_drop_db: float
+) -> None:
+    """Mark ``rejected`` every result whose SQNR vs FP32 is below both the best SQNR in
+    ``fidelity`` (candidates, and baselines that are not candidates) minus ``max_drop_db`` and
+    :data:`SQNR_ALWAYS_OK_DB`."""
+    sqnr = {k: float(v["sqnr_db"]) for k, v in fidelity.items() if v.get("sqnr_db") is not None}
+    if not sqnr:
+        return
+    best = max(sqnr, key=lambda k: sqnr[k])
+    bar = min(SQNR_ALWAYS_OK_DB, sqnr[best] - max_drop_db)
+    for r in results:
+        own = sqnr.get(r.candidate.key)
+        if own is not None and own < bar:
+            r.rejected = (
+                f"SQNR {own:.1f} dB vs FP32, {sqnr[best] - own:.1f} dB below {best} "
+                f"({sqnr[best]:.1f} dB; limit --max-sqnr-drop {max_drop_db:g} dB)"
+            )
+
+
+def baseline_fidelity(
+    precision: str,
+    fp32_path: str | Path | None,
+    int8_path: str | Path | None,
+    images: np.ndarray,
+    names: Sequence[str],
+    reference: Sequence[np.ndarray],
+) -> dict[str, dict[str, Any]]:
+    """With OpenVINO pinned, ONNX Runtime's fidelity on the same model (key ``ort/<variant>``,
+    not a candidate): what the pinned candidates are held to. Empty for bf16 (no ORT path)."""
+    from .metrics import fidelity_per_output
+
+    pairs = [v for r, v in VARIANTS.get(precision, ()) if r == "ort" and v != "lowered"]
+    model = int8_path if precision == "int8" else fp32_path
+    if not pairs or model is None:
+        return {}
+    runner = make_runner(CpuCandidate("ort", pairs[0], precision, num_cores(), str(model)))
+    with runner:
+        outs = runner.infer_all_outputs(images)
+    return {f"ort/{pairs[0]}": fidelity_per_output(list(names), list(reference), outs)[0].to_dict()}
+
+
+def check_outputs(
+    m: Measurement, names: Sequence[str], reference: Sequence[np.ndarray]
+) -> tuple[dict[str, list[float]], dict[str, str], dict[str, dict[str, Any]]]:
+    """Timings, errors and fidelity for :func:`select` from a :func:`measure` run with inputs:
+    a candidate with non-finite outputs becomes an error (never chosen), every other one gets
+    its fidelity to ``reference`` (the FP32 outputs on the same inputs)."""
+    from .metrics import fidelity_per_output
+
+    timings, errors, fid = dict(m.timings), dict(m.errors), {}
+    for key, outs in m.outputs.items():
+        if not all(np.isfinite(o).all() for o in outs):
+            errors[key] = "non-finite outputs on the check images"
+            timings.pop(key, None)
+            continue
+        fid[key] = fidelity_per_output(list(names), list(reference), outs)[0].to_dict()
+    return timings, errors, fid
 
 
 def _relative(p50s: list[float], ref: list[float]) -> float:
@@ -326,9 +419,29 @@ def measure(
     return Measurement({k: timing.p50s(k) for k in runners}, errors, settings, outputs)
 
 
+def fp32_reference(
+    fp32_path: str | Path, images: np.ndarray
+) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
+    """``images`` as float32, cycled to fill whole batches of the model's static batch, the
+    model's output names and its outputs on them in ONNX Runtime: the FP32 reference that
+    :func:`check_outputs` compares candidates with."""
+    import onnx
+
+    from .backends.onnxrt import OnnxrtRunner, OrtConfig
+    from .quantize.common import input_info
+
+    model = onnx.load(str(fp32_path), load_external_data=False)
+    batch = input_info(model)[1] or 1
+    n = -(-len(images) // batch) * batch
+    images = np.ascontiguousarray(np.resize(images, (n, *images.shape[1:])), dtype=np.float32)
+    with OnnxrtRunner(fp32_path, OrtConfig(threads=0)) as r:
+        outputs = r.infer_all_outputs(images)
+    return images, [o.name for o in model.graph.output], outputs
+
+
 def select_cpu_runtime(
     precision: str,
-    fp32_path: str | Path | None,
+    fp32_path: str | Path,
     int8_path: str | Path | None = None,
     runtime: str | None = None,
     threads: Sequence[int] | None = None,
@@ -336,8 +449,12 @@ def select_cpu_runtime(
     iterations: int = 20,
     warmup: int = 5,
     openvino_int8_path: str | Path | None = None,
+    check_images: np.ndarray | None = None,
+    max_sqnr_drop_db: float = MAX_SQNR_DROP_DB,
 ) -> Selection:
-    """:func:`cpu_candidates` on this machine, :func:`measure`, :func:`select`."""
+    """:func:`cpu_candidates` on this machine, :func:`measure`, :func:`select`; with
+    ``check_images``, each candidate's outputs on them are checked against the FP32 model's
+    (:func:`check_outputs`) and unfaithful candidates are never chosen."""
     candidates = cpu_candidates(
         precision,
         fp32_path,
@@ -346,8 +463,16 @@ def select_cpu_runtime(
         threads=threads,
         openvino_int8_path=openvino_int8_path,
     )
-    m = measure(candidates, rounds, iterations, warmup)
-    return select(candidates, m.timings, m.errors, m.benchmark)
+    if check_images is None:
+        m = measure(candidates, rounds, iterations, warmup)
+        return select(candidates, m.timings, m.errors, m.benchmark)
+    images, names, ref = fp32_reference(fp32_path, check_images)
+    m = measure(candidates, rounds, iterations, warmup, inputs=images)
+    timings, errors, fid = check_outputs(m, names, ref)
+    if runtime == "openvino":
+        fid |= baseline_fidelity(precision, fp32_path, int8_path, images, names, ref)
+    benchmark = {**m.benchmark, "check_images": len(images)}
+    return select(candidates, timings, errors, benchmark, fid, max_sqnr_drop_db)
 
 
 def deploy_environment() -> dict[str, Any]:

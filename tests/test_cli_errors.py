@@ -134,6 +134,7 @@ TABLE = [
     ("bench-threads-negative", ["bench", "--threads", "-1"], "--threads"),
     ("batch", ["export", "--batch", "100000"], "--batch"),
     ("build-batch", ["build", "--batch", "100000"], "--batch"),
+    ("build-sqnr-drop", ["build", "--max-sqnr-drop", "-3"], "--max-sqnr-drop"),
     ("img-size", ["export", "--img-size", "100000"], "--img-size"),
     ("num-images-0", ["quantize", "{fp32}", "--num-images", "0"], "--num-images"),
     ("num-calib-0", ["build", "--num-calib", "0"], "--num-calib"),
@@ -211,6 +212,7 @@ TABLE = [
     ("select-runtime-file", ["select-runtime", "{file}"], "afile"),
     ("select-runtime-not-a-bundle", ["select-runtime", "{dir}"], "bundle.json"),
     ("select-runtime-threads", ["select-runtime", "{dir}", "--threads", "100000"], "--threads"),
+    ("select-runtime-sqnr-drop", ["select-runtime", "{dir}", "--max-sqnr-drop", "x"], "sqnr"),
     (
         "select-runtime-iterations",
         ["select-runtime", "{dir}", "--rounds", "5", "--iterations", "2"],

@@ -120,6 +120,54 @@ def test_a_candidate_with_nonfinite_outputs_is_never_chosen(int8_tar, tmp_path, 
     assert broken.median_ms is None and "non-finite" in broken.error
 
 
+def test_an_unfaithful_candidate_is_timed_but_never_chosen(int8_tar, tmp_path, monkeypatch):
+    b = extract(int8_tar, tmp_path / "b")
+    real = runtime_select.measure
+
+    def measure(cands, *a, **k):  # the fastest candidate computes something else
+        m = real(cands, *a, **k)
+        fastest = min(m.timings, key=lambda key: np.median(m.timings[key]))
+        rng = np.random.default_rng(0)
+        m.outputs[fastest] = [o + rng.normal(0, 2 * o.std(), o.shape) for o in m.outputs[fastest]]
+        measure.broken = fastest
+        return m
+
+    monkeypatch.setattr(runtime_select, "measure", measure)
+    sel = select_bundle(b, "ort", [1], 1, 2, 0)
+    assert sel.chosen.key != measure.broken
+    broken = next(r for r in sel.results if r.candidate.key == measure.broken)
+    assert broken.median_ms is not None and broken.vs_chosen <= 1.0
+    assert "--max-sqnr-drop 10 dB" in broken.rejected and broken.fidelity["sqnr_db"] < 10
+    manifest = json.loads((b / "deploy.json").read_text())
+    assert manifest["chosen"]["key"] == sel.chosen.key
+    assert [c["key"] for c in manifest["candidates"] if "rejected" in c] == [measure.broken]
+    # with no limit the speed alone decides
+    assert select_bundle(b, "ort", [1], 1, 2, 0, max_sqnr_drop_db=1000).chosen.key == (
+        measure.broken
+    )
+
+
+@pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed")
+def test_pinned_openvino_is_refused_when_less_faithful_than_onnxruntime(
+    int8_tar, tmp_path, monkeypatch
+):
+    b = extract(int8_tar, tmp_path / "b")
+    real = runtime_select.measure
+
+    def measure(cands, *a, **k):  # every OpenVINO candidate computes something else
+        m = real(cands, *a, **k)
+        rng = np.random.default_rng(0)
+        for key, outs in m.outputs.items():
+            m.outputs[key] = [o + rng.normal(0, 2 * o.std(), o.shape) for o in outs]
+        return m
+
+    monkeypatch.setattr(runtime_select, "measure", measure)
+    before = (b / "deploy.json").read_bytes()
+    with pytest.raises(SwinEdgeError, match="below ort/as-written .*static batch"):
+        select_bundle(b, "openvino", [1], 1, 2, 0)
+    assert (b / "deploy.json").read_bytes() == before  # the packed choice stays
+
+
 def test_changed_bundle_file_is_refused_and_deploy_json_kept(int8_tar, tmp_path, capsys):
     b = extract(int8_tar, tmp_path / "b")
     before = (b / "deploy.json").read_bytes()

@@ -51,8 +51,17 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
         ("ort", "lowered"),
         ("ort", "as-written"),
     }
-    fastest = min(sel["candidates"], key=lambda c: c["median_p50_ms"])
+    # every candidate was run on the eval images against FP32; the choice is the fastest of
+    # those within --max-sqnr-drop of the most faithful one (or above 40 dB)
+    sqnr = {c["key"]: c["fidelity"]["sqnr_db"] for c in sel["candidates"]}
+    bar = min(40.0, max(sqnr.values()) - sel["benchmark"]["max_sqnr_drop_db"])
+    faithful = [c for c in sel["candidates"] if sqnr[c["key"]] >= bar]
+    assert [c for c in sel["candidates"] if "rejected" in c] == [
+        c for c in sel["candidates"] if c not in faithful
+    ]
+    fastest = min(faithful, key=lambda c: c["median_p50_ms"])
     assert chosen["key"] == fastest["key"] and fastest["latency_vs_chosen"] == 1.0
+    assert sel["benchmark"]["check_images"] == min(8, report["data"]["count"])
     ir = []  # OpenVINO IR of the deployed model, and OpenVINO's own recipe when that won
     lowered = chosen["variant"] == "lowered"
     if lowered:  # the lowered file only where the lowering won
@@ -91,6 +100,7 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
     md = (tmp_path / "run" / "report.md").read_text()
     assert f"| {backend}-int8 | {backend} | int8 |" in md and "top-1" in md
     assert "CPU runtime selection on" in md and f"**{chosen['key']}**" in md
+    assert "| SQNR vs FP32 |" in md and f"{sqnr[chosen['key']]:.1f} dB |" in md
     assert (int8["runtime"].get("lowered_gemms", 0) > 0) is lowered
     assert ("Gemms lowered to ONNX Runtime's" in md) is lowered
     assert (tmp_path / "run" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,7 @@
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from swin_edge import runtime_select as rs
@@ -190,6 +191,78 @@ class FakeRunner:
         pass
 
 
+def fid(sqnr):
+    return {"top1_agreement": 1.0, "top5_overlap": 1.0, "cosine": 0.999, "sqnr_db": sqnr}
+
+
+def test_select_never_deploys_an_unfaithful_candidate():
+    cs = cands("int8")
+    t = fake_timings(cs, "openvino/int8/2t")
+    f = {c.key: fid(38.0) for c in cs}
+    f["openvino/int8/2t"] = fid(11.5)  # OpenVINO's dynamic-batch error, as measured
+    f["openvino/int8/1t"] = fid(30.6)  # another recipe: 7.4 dB below, within the limit
+    sel = select(cs, t, fidelity=f, benchmark={"rounds": 5})
+    assert sel.chosen.key != "openvino/int8/2t"
+    assert sel.chosen.key == min(
+        (k for k in t if k != "openvino/int8/2t"), key=lambda k: sorted(t[k])[2]
+    )
+    bad = next(r for r in sel.results if r.candidate.key == "openvino/int8/2t")
+    assert bad.vs_chosen < 1.0 and bad.median_ms is not None  # faster, timed, still refused
+    assert "SQNR 11.5 dB" in bad.rejected and "26.5 dB below" in bad.rejected
+    assert "--max-sqnr-drop 10 dB" in bad.rejected
+    assert sel.results[-1] is bad  # listed after every faithful candidate
+    assert all(r.rejected is None for r in sel.results[:-1])
+    assert sel.benchmark == {"rounds": 5, "max_sqnr_drop_db": 10.0}
+    # a looser rule lets it win; no fidelity at all is the plain speed choice
+    assert select(cs, t, fidelity=f, max_sqnr_drop_db=30).chosen.key == "openvino/int8/2t"
+    assert select(cs, t).chosen.key == "openvino/int8/2t"
+    with pytest.raises(SwinEdgeError, match="--max-sqnr-drop -1"):
+        select(cs, t, fidelity=f, max_sqnr_drop_db=-1)
+
+
+def test_select_keeps_every_candidate_above_the_always_good_sqnr():
+    cs = cands("fp32")  # ORT's own FP32 is exact against the ORT reference: inf dB
+    t = fake_timings(cs, "openvino/f32/2t")
+    f = {c.key: fid(float("inf") if c.runtime == "ort" else 45.0) for c in cs}
+    sel = select(cs, t, fidelity=f)
+    assert sel.chosen.key == "openvino/f32/2t" and not any(r.rejected for r in sel.results)
+    f["openvino/f32/2t"] = fid(35.0)  # under 40 dB and far below the best: refused
+    assert select(cs, t, fidelity=f).chosen.key != "openvino/f32/2t"
+
+
+def test_a_pinned_runtime_is_held_to_the_other_runtimes_fidelity():
+    cs = cands("int8", runtime="openvino")
+    t = fake_timings(cs, "openvino/int8/2t")
+    f = {c.key: fid(11.5) for c in cs}
+    f["openvino/int8-nncf/1t"] = f["openvino/int8-nncf/2t"] = fid(9.4)
+    assert select(cs, t, fidelity=f).chosen.key == "openvino/int8/2t"  # nothing to compare
+    base = {"ort/as-written": fid(38.2)}  # ONNX Runtime on the same file: not a candidate
+    with pytest.raises(SwinEdgeError, match="no int8 candidate is faithful enough") as e:
+        select(cs, t, fidelity=f | base)
+    assert "26.7 dB below ort/as-written" in str(e.value) and "static batch" in str(e.value)
+    f = {c.key: fid(36.0) for c in cs}  # faithful: chosen, the baseline recorded
+    sel = select(cs, t, fidelity=f | base, benchmark={"rounds": 5})
+    assert sel.chosen.key == "openvino/int8/2t" and not any(r.rejected for r in sel.results)
+    assert sel.benchmark["baseline_fidelity"] == base
+
+
+def test_check_outputs_refuses_non_finite_and_scores_the_rest():
+    ref = [np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], np.float32)]
+    close = [ref[0] + 0.001]
+    far = [ref[0] * 0.5 + 1.0]
+    nan = [np.array([[np.nan, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)]
+    m = rs.Measurement(
+        {"a": [1.0], "b": [2.0], "c": [3.0]},
+        {"d": "cannot load"},
+        {"rounds": 1},
+        {"a": close, "b": far, "c": nan},
+    )
+    timings, errors, f = rs.check_outputs(m, ["logits"], ref)
+    assert set(timings) == {"a", "b"} and set(f) == {"a", "b"}
+    assert errors == {"d": "cannot load", "c": "non-finite outputs on the check images"}
+    assert f["a"]["sqnr_db"] > 60 > f["b"]["sqnr_db"] and f["a"]["top1_agreement"] == 1.0
+
+
 def test_measure_interleaves_and_records_load_failures(monkeypatch):
     monkeypatch.setattr(rs, "make_runner", FakeRunner)
     FakeRunner.log = []
@@ -215,7 +288,10 @@ def manifest(tmp_path, fastest="openvino/int8/2t"):
         openvino_available=True,
         has_bf16=False,
     )
-    sel = select(cs, fake_timings(cs, fastest), benchmark={"rounds": 5, "batch_size": 1})
+    f = {c.key: fid(30.0) for c in cs} | {"ort/lowered/1t": fid(12.0)}
+    sel = select(
+        cs, fake_timings(cs, fastest), benchmark={"rounds": 5, "batch_size": 1}, fidelity=f
+    )
     env = {"onnxruntime": "1.32", "openvino": "2026.4"}
     return sel, write_deploy_manifest(tmp_path / "deploy.json", sel, AMX, env)
 
@@ -230,6 +306,8 @@ def test_manifest_round_trip(tmp_path):
     assert doc["cpu"]["model"] == "Intel Xeon" and doc["env"]["openvino"] == "2026.4"
     assert len(doc["candidates"]) == 6
     assert all(len(c["p50_ms_per_round"]) == 5 for c in doc["candidates"])
+    assert [c["key"] for c in doc["candidates"] if "rejected" in c] == ["ort/lowered/1t"]
+    assert doc["benchmark"]["max_sqnr_drop_db"] == 10.0
 
     back = read_deploy_manifest(path)
     assert back.chosen == sel.chosen and back.selection.results == sel.results

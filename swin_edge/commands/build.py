@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["ort", "openvino"],
         help="CPU: pin ONNX Runtime or OpenVINO (default: time both and deploy the fastest)",
     )
+    common.add_sqnr_drop_arg(parser)
     parser.add_argument(
         "--triton",
         type=common.run_folder,
@@ -121,6 +122,7 @@ def _config(args: argparse.Namespace):
         warmup=args.warmup,
         rounds=args.rounds,
         runtime=args.runtime,
+        max_sqnr_drop_db=args.max_sqnr_drop,
         workspace_mb=args.workspace,
         optimization_level=args.opt_level,
         dla_core=args.dla,

@@ -348,6 +348,21 @@ def add_timing_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_sqnr_drop_arg(parser: argparse.ArgumentParser) -> None:
+    """--max-sqnr-drop: the CPU runtime selection's fidelity rule."""
+    from ..runtime_select import MAX_SQNR_DROP_DB, SQNR_ALWAYS_OK_DB
+
+    parser.add_argument(
+        "--max-sqnr-drop",
+        type=float_in(0.0, 1000.0),
+        default=MAX_SQNR_DROP_DB,
+        metavar="DB",
+        help="CPU runtime selection: never deploy a candidate whose output SQNR vs FP32 on the "
+        f"check images is more than DB below the best candidate's (and under "
+        f"{SQNR_ALWAYS_OK_DB:g} dB; default {MAX_SQNR_DROP_DB:g})",
+    )
+
+
 def check_iterations_per_round(args: argparse.Namespace) -> None:
     """--iterations is spread over --rounds (a runtime selection's budget): one per round."""
     if args.iterations < args.rounds:

@@ -9,11 +9,12 @@ from pathlib import Path
 from . import common
 
 NAME = "select-runtime"
-HELP = "time a CPU bundle's runtimes on this machine and write the fastest to deploy.json"
+HELP = "time and check a CPU bundle's runtimes on this box; write the fastest faithful one"
 DESCRIPTION = (
     "On the box that serves: verify an extracted CPU bundle (deploy --target cpu), time every "
     "runtime/variant/thread count its models can run with in interleaved rounds, check each "
-    "against the bundled FP32 outputs, and rewrite the bundle's deploy.json with the fastest. "
+    "against the bundled FP32 outputs, and rewrite the bundle's deploy.json with the fastest "
+    "faithful one. "
     "The bundle's select_runtime.sh runs this."
 )
 
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time only this thread count (0: 1, 2, 4, ... up to all cores)",
     )
     common.add_timing_args(parser)
+    common.add_sqnr_drop_arg(parser)
 
 
 def check(args: argparse.Namespace) -> None:
@@ -55,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         args.rounds,
         args.iterations // args.rounds,
         args.warmup,
+        args.max_sqnr_drop,
     )
     info = cpu_info()
     b = sel.benchmark
@@ -72,5 +75,7 @@ def run(args: argparse.Namespace) -> int:
             f" {mark} {r.candidate.key:28s} p50 {r.median_ms:8.2f} ms "
             f"({r.vs_chosen:.2f}x the chosen){fid}"
         )
+        if r.rejected:
+            print(f"   {'':28s} not used: {r.rejected}")
     print(f"wrote {Path(args.bundle) / 'deploy.json'}: {sel.chosen.key} (fidelity vs FP32 above)")
     return 0
