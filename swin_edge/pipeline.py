@@ -495,9 +495,13 @@ def _select_cpu_runtime(
         f"({info.cpu_class}), fastest of {len(faithful)} candidates faithful to FP32 on "
         f"{len(check_images)} images, timed in interleaved rounds (deploy.json lists them)"
     )
-    for r in (r for r in sel.results if r.rejected):
-        faster = " although faster" if r.vs_chosen is not None and r.vs_chosen < 1 else ""
-        notes.append(f"CPU runtime: {r.candidate.key} not deployed{faster}: {r.rejected}")
+    rejected = [r for r in sel.results if r.rejected]
+    if rejected:
+        worst = min(rejected, key=lambda r: r.fidelity["sqnr_db"])  # type: ignore[index]
+        notes.append(
+            f"CPU runtime: {len(rejected)} candidates not deployed for their fidelity to FP32 "
+            f"({', '.join(r.candidate.key for r in rejected)}); worst: {worst.rejected}"
+        )
     if info.has_bf16 and cfg.precision != "bf16" and cfg.runtime in (None, "openvino"):
         try:
             bf16 = cpu_candidates("bf16", fp32, threads=[sel.chosen.threads])

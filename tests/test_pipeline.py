@@ -62,6 +62,8 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
     fastest = min(faithful, key=lambda c: c["median_p50_ms"])
     assert chosen["key"] == fastest["key"] and fastest["latency_vs_chosen"] == 1.0
     assert sel["benchmark"]["check_images"] == min(8, report["data"]["count"])
+    left_out = [n for n in report["notes"] if "not deployed for their fidelity" in n]
+    assert len(left_out) == (len(faithful) < len(sel["candidates"]))
     ir = []  # OpenVINO IR of the deployed model, and OpenVINO's own recipe when that won
     lowered = chosen["variant"] == "lowered"
     if lowered:  # the lowered file only where the lowering won
