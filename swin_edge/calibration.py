@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png"})
 DEFAULT_NUM_IMAGES = 300
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: paths relative to the image folder (a moved folder still hits)
 _RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0, "lanczos": 1}
 
 
@@ -141,10 +141,21 @@ def _read(path: Path, pp: PreprocessConfig) -> np.ndarray:
         return preprocess_image(img, pp)
 
 
-def _digest(items: list[tuple[Path, int | None]], pp: PreprocessConfig, n: int, seed: int) -> str:
+def _rel(root: Path, path: str | Path) -> str:
+    """``path`` relative to the image folder (as the cache stores it), else as it is."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _digest(
+    root: Path, items: list[tuple[Path, int | None]], pp: PreprocessConfig, n: int, seed: int
+) -> str:
+    """The sampled files (path in the folder, label, content) and the preprocessing."""
     h = hashlib.sha256(json.dumps([_CACHE_VERSION, pp.to_dict(), n, seed]).encode())
     for p, label in items:
-        h.update(f"{p.name}|{label}|".encode())
+        h.update(f"{_rel(root, p)}|{label}|".encode())
         h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
 
@@ -164,9 +175,9 @@ def load_images(
     items, classes, skipped = find_images(root)
     if len(items) > num_images:
         items = sorted(random.Random(seed).sample(items, num_images), key=lambda t: str(t[0]))
-    digest = _digest(items, pp, num_images, seed)
+    digest = _digest(root, items, pp, num_images, seed)
     cache = Path(cache_dir or default_cache_dir()) / f"images-{digest[:24]}.npz"
-    if use_cache and (cached := _read_cache(cache, items, classes, pp)) is not None:
+    if use_cache and (cached := _read_cache(cache, root, items, classes, pp)) is not None:
         images_, labels_, paths_, skipped_ = cached
         return ImageSet(images_, labels_, paths_, classes, skipped_, digest)
     images, labels, paths = [], [], []
@@ -189,22 +200,27 @@ def load_images(
     lab = np.asarray(labels, np.int64) if classes else None
     result = ImageSet(arr, lab, paths, classes, skipped, digest)
     if use_cache:
-        _write_cache(cache, result)
+        _write_cache(cache, result, root)
     return result
 
 
 def _read_cache(
-    cache: Path, items: list[tuple[Path, int | None]], classes: list[str], pp: PreprocessConfig
+    cache: Path,
+    root: Path,
+    items: list[tuple[Path, int | None]],
+    classes: list[str],
+    pp: PreprocessConfig,
 ) -> tuple[np.ndarray, np.ndarray | None, list[str], list[tuple[str, str]]] | None:
     """A cache entry that fits this request exactly, else None (with a warning when the file
-    exists but is unreadable or does not fit: it is rebuilt)."""
+    exists but is unreadable or does not fit: it is rebuilt). Its paths are relative to
+    ``root``, so the same images in a moved or copied folder hit it."""
     if not cache.exists():
         return None
     try:
         with np.load(cache, allow_pickle=False) as z:
             images, labels, has_labels = z["images"], z["labels"], bool(z["has_labels"])
-            paths = [str(p) for p in z["paths"]]
-            skipped = [(str(a), str(b)) for a, b in z["skipped"].reshape(-1, 2)]
+            paths = [str(root / str(p)) for p in z["paths"]]
+            skipped = [(str(root / str(a)), str(b)) for a, b in z["skipped"].reshape(-1, 2)]
     except Exception as e:  # a folder, truncated or foreign file, missing keys, ...
         log.warning("ignoring unreadable image cache %s (%s); rebuilding", cache, type(e).__name__)
         return None
@@ -229,7 +245,7 @@ def _read_cache(
     return images, (labels if has_labels else None), paths, skipped
 
 
-def _write_cache(cache: Path, result: ImageSet) -> None:
+def _write_cache(cache: Path, result: ImageSet, root: Path) -> None:
     """Save ``result`` atomically; an unwritable cache folder only costs a warning."""
     try:
         if cache.is_dir():
@@ -241,8 +257,10 @@ def _write_cache(cache: Path, result: ImageSet) -> None:
                     images=result.images,
                     labels=result.labels if result.labels is not None else np.zeros(0, np.int64),
                     has_labels=result.labels is not None,
-                    paths=np.asarray(result.paths),
-                    skipped=np.asarray(result.skipped, dtype=str).reshape(-1, 2),
+                    paths=np.asarray([_rel(root, p) for p in result.paths]),
+                    skipped=np.asarray(
+                        [(_rel(root, a), b) for a, b in result.skipped], dtype=str
+                    ).reshape(-1, 2),
                 )
     except OSError as e:
         log.warning(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from swin_edge import calibration
 from swin_edge.calibration import (
     default_calibration_dir,
     find_images,
@@ -92,6 +93,27 @@ def test_cache_invalidated_by_image_or_preprocessing_change(tmp_path):
     other_pp = load_images(folder, PreprocessConfig(img_size=32, crop_pct=1.0), cache_dir=cache)
     assert other_pp.digest != changed.digest
     assert len(list(cache.glob("*.npz"))) == 3
+
+
+def test_cache_hits_the_same_images_in_a_moved_folder(tmp_path, caplog, monkeypatch):
+    cache = tmp_path / "cache"
+    for name in ("a", "b"):
+        (tmp_path / name / "cat").mkdir(parents=True)
+        for p in PHOTOS[:2]:
+            shutil.copy(p, tmp_path / name / "cat")
+        (tmp_path / name / "cat" / "notes.txt").write_text("skipped")
+    first = load_images(tmp_path / "a", PP, cache_dir=cache)
+
+    def no_decode(path, pp):
+        raise AssertionError(f"decoded {path} again instead of using the cache")
+
+    monkeypatch.setattr(calibration, "_read", no_decode)
+    moved = load_images(tmp_path / "b", PP, cache_dir=cache)
+    assert "ignoring" not in caplog.text and len(list(cache.glob("*.npz"))) == 1
+    assert moved.digest == first.digest and np.array_equal(moved.images, first.images)
+    assert moved.paths == [p.replace(f"{tmp_path}/a/", f"{tmp_path}/b/") for p in first.paths]
+    assert all(p.startswith(str(tmp_path / "b")) for p, _ in moved.skipped)
+    assert moved.labels.tolist() == first.labels.tolist() and moved.class_names == ["cat"]
 
 
 def png16(path, arr: np.ndarray) -> None:
