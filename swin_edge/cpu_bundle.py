@@ -103,6 +103,7 @@ class CpuBundleConfig:
     rounds: int = 5
     iterations: int = 20  # per round
     warmup: int = 5
+    max_sqnr_drop_db: float = MAX_SQNR_DROP_DB
 
     def __post_init__(self) -> None:
         if self.precision not in SOURCES_OF:
@@ -209,7 +210,15 @@ def make_cpu_bundle(
         selection, note = None, None
         if cfg.select:
             try:
-                selection = select_bundle(stage, None, None, cfg.rounds, cfg.iterations, cfg.warmup)
+                selection = select_bundle(
+                    stage,
+                    None,
+                    None,
+                    cfg.rounds,
+                    cfg.iterations,
+                    cfg.warmup,
+                    cfg.max_sqnr_drop_db,
+                )
             except SwinEdgeError as e:  # e.g. bf16 packed on a CPU without BF16
                 note = f"no runtime chosen on this machine ({e})"
         pp = model_cfg["preprocess"]

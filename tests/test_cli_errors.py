@@ -208,6 +208,11 @@ TABLE = [
         ["deploy", "--target", "cpu", "--rounds", "5", "--iterations", "2"],
         "--iterations",
     ),
+    (
+        "deploy-cpu-sqnr-drop",
+        ["deploy", "--target", "cpu", "--max-sqnr-drop", "nan"],
+        "--max-sqnr-drop",
+    ),
     ("select-runtime-missing", ["select-runtime", "{tmp}/nope"], "nope"),
     ("select-runtime-file", ["select-runtime", "{file}"], "afile"),
     ("select-runtime-not-a-bundle", ["select-runtime", "{dir}"], "bundle.json"),

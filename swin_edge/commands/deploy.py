@@ -79,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not time the runtimes on this machine (the target runs select_runtime.sh)",
     )
     common.add_timing_args(g)
+    common.add_sqnr_drop_arg(g)
     common.add_image_args(parser, "calib", 300)
     common.add_trt_args(parser)
 
@@ -204,6 +205,7 @@ def _run_cpu(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         iterations=args.iterations // args.rounds,
         warmup=args.warmup,
+        max_sqnr_drop_db=args.max_sqnr_drop,
     )
     model = common.model_or_onnx(args)
     pp = model.cfg.preprocess
