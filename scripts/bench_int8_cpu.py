@@ -24,7 +24,8 @@ per-round ratios. Variants:
                   export_timm_reference.py) and ORT quantize_static defaults applied to it
 For each thread setting the script prints what `build --precision int8` would deploy on this CPU
 (the fastest of int8-cpu, int8-cpu-qdq, ov-int8-cpu and ov-int8-nncf, OpenVINO's own recipe,
-which build also offers OpenVINO), the fastest off-the-shelf path (FP32 in
+which build also offers OpenVINO, among those build's fidelity rule keeps: SQNR vs FP32 on 8
+images within --max-sqnr-drop of the best), the fastest off-the-shelf path (FP32 in
 either runtime, ORT quantize_static defaults, OpenVINO + NNCF), and the INT8 GEMM floor measured
 on this machine (the model's GEMM ops at the u8s8 peak of a 1024^3 MatMulInteger) with how far
 the deployed model is from it. OpenVINO rows need the `openvino` extra (skipped without it).
@@ -59,9 +60,11 @@ from swin_edge.calibration import load_images
 from swin_edge.cpu import cpu_info
 from swin_edge.export import ExportConfig, torch_to_onnx
 from swin_edge.gemm_floor import gemm_ops, gemm_peak
+from swin_edge.metrics import fidelity_per_output
 from swin_edge.model import create_model, swin
 from swin_edge.quantize import QuantRecipe, quantize_onnx
 from swin_edge.quantize.nncf_engine import onnx_to_int8_nncf
+from swin_edge.runtime_select import fp32_reference, unfaithful
 
 DEPLOYABLE = ("int8-cpu", "int8-cpu-qdq", "ov-int8-cpu", "ov-int8-nncf")
 OFF_THE_SHELF = ("fp32", "ov-fp32", "int8-ort-plain", "ov-int8-nncf", "int8-nncf-raw")
@@ -211,6 +214,7 @@ def main() -> int:
     env["openvino"] = openvino_version()
     ops = gemm_ops(fp32)
     print(f"ONNX files in {work}; {ops / 1e9:.2f} GOP of GEMMs per batch")
+    check, out_names, reference = fp32_reference(fp32, images[-8:])
     figures = {}
     for threads in (int(t) for t in args.threads.split(",")):
         runners = {n: runner(n, p, threads, as_written) for n, p in models.items()}
@@ -239,7 +243,15 @@ def main() -> int:
                 line += f" {s['median']:13.2f}x {s['min']:6.2f}-{s['max']:.2f}x"
             print(line)
         deployable = [n for n in DEPLOYABLE if n in names]
-        deployed = min(deployable, key=p50.get)
+        fid = {
+            n: fidelity_per_output(out_names, reference, runners[n].infer_all_outputs(check))[0]
+            for n in deployable
+        }
+        left_out = unfaithful({n: f.to_dict() for n, f in fid.items()})
+        for n in deployable:
+            why = f"; not deployed: {left_out[n]}" if n in left_out else ""
+            print(f"   {n:20s} SQNR vs FP32 on {len(check)} images {fid[n].sqnr_db:.1f} dB{why}")
+        deployed = min((n for n in deployable if n not in left_out), key=p50.get)
         shelf = [n for n in names if n in OFF_THE_SHELF or n in references or "ort-plain" in n]
         best_shelf = min(shelf, key=p50.get)
         vs_shelf = timing.speedup(deployed, best_shelf)
@@ -259,6 +271,8 @@ def main() -> int:
             "rounds": {n: timing.p50s(n) for n in names},
             "summary": rows,
             "deployed": deployed,
+            "sqnr_db": {n: f.sqnr_db for n, f in fid.items()},
+            "not_deployed": left_out,
             "fastest_off_the_shelf": best_shelf,
             "deployed_vs_off_the_shelf": vs_shelf,
             "gemm_floor": {

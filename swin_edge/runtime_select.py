@@ -265,7 +265,9 @@ def select(
     if not timed:
         why = "; ".join(f"{r.candidate.key}: {r.error}" for r in untimed)
         raise SwinEdgeError(f"no CPU runtime candidate could be timed ({why})")
-    _reject_unfaithful(timed, fidelity, max_sqnr_drop_db)
+    reasons = unfaithful(fidelity, max_sqnr_drop_db)
+    for r in timed:
+        r.rejected = reasons.get(r.candidate.key)
     timed.sort(key=lambda r: (r.rejected is not None, r.median_ms, r.candidate.sort_key()))
     best = timed[0]
     if best.rejected:  # only possible against a baseline that is not a candidate
@@ -285,24 +287,22 @@ def select(
     return Selection(precisions[0], best.candidate, timed + untimed, settings)
 
 
-def _reject_unfaithful(
-    results: list[CandidateResult], fidelity: Mapping[str, Mapping[str, Any]], max_drop_db: float
-) -> None:
-    """Mark ``rejected`` every result whose SQNR vs FP32 is below both the best SQNR in
-    ``fidelity`` (candidates, and baselines that are not candidates) minus ``max_drop_db`` and
-    :data:`SQNR_ALWAYS_OK_DB`."""
+def unfaithful(
+    fidelity: Mapping[str, Mapping[str, Any]], max_drop_db: float = MAX_SQNR_DROP_DB
+) -> dict[str, str]:
+    """Why each key of ``fidelity`` (its ``sqnr_db`` vs FP32) may not be deployed: its SQNR
+    is below both the best one's minus ``max_drop_db`` and :data:`SQNR_ALWAYS_OK_DB`."""
     sqnr = {k: float(v["sqnr_db"]) for k, v in fidelity.items() if v.get("sqnr_db") is not None}
     if not sqnr:
-        return
+        return {}
     best = max(sqnr, key=lambda k: sqnr[k])
     bar = min(SQNR_ALWAYS_OK_DB, sqnr[best] - max_drop_db)
-    for r in results:
-        own = sqnr.get(r.candidate.key)
-        if own is not None and own < bar:
-            r.rejected = (
-                f"SQNR {own:.1f} dB vs FP32, {sqnr[best] - own:.1f} dB below {best} "
-                f"({sqnr[best]:.1f} dB; limit --max-sqnr-drop {max_drop_db:g} dB)"
-            )
+    return {
+        k: f"SQNR {v:.1f} dB vs FP32, {sqnr[best] - v:.1f} dB below {best} "
+        f"({sqnr[best]:.1f} dB; limit --max-sqnr-drop {max_drop_db:g} dB)"
+        for k, v in sqnr.items()
+        if v < bar
+    }
 
 
 def baseline_fidelity(
