@@ -102,18 +102,25 @@ def test_select_runtime_script_rechooses_on_this_box(int8_tar, tmp_path):
     assert cos.mean() > 0.95
 
 
-def test_a_candidate_with_nonfinite_outputs_is_never_chosen(int8_tar, tmp_path, monkeypatch):
-    b = extract(int8_tar, tmp_path / "b")
+def break_fastest(monkeypatch, corrupt):
+    """Make the fastest candidate of the next selections output ``corrupt(output)``; returns
+    the patched ``measure``, whose ``broken`` is that candidate's key."""
     real = runtime_select.measure
 
     def measure(cands, *a, **k):
         m = real(cands, *a, **k)
         fastest = min(m.timings, key=lambda key: np.median(m.timings[key]))
-        m.outputs[fastest] = [np.full_like(o, np.nan) for o in m.outputs[fastest]]
+        m.outputs[fastest] = [corrupt(o) for o in m.outputs[fastest]]
         measure.broken = fastest
         return m
 
     monkeypatch.setattr(runtime_select, "measure", measure)
+    return measure
+
+
+def test_a_candidate_with_nonfinite_outputs_is_never_chosen(int8_tar, tmp_path, monkeypatch):
+    b = extract(int8_tar, tmp_path / "b")
+    measure = break_fastest(monkeypatch, lambda o: np.full_like(o, np.nan))
     sel = select_bundle(b, "ort", [1], 1, 2, 0)
     assert sel.chosen.key != measure.broken
     broken = next(r for r in sel.results if r.candidate.key == measure.broken)
@@ -122,17 +129,8 @@ def test_a_candidate_with_nonfinite_outputs_is_never_chosen(int8_tar, tmp_path, 
 
 def test_an_unfaithful_candidate_is_timed_but_never_chosen(int8_tar, tmp_path, monkeypatch):
     b = extract(int8_tar, tmp_path / "b")
-    real = runtime_select.measure
-
-    def measure(cands, *a, **k):  # the fastest candidate computes something else
-        m = real(cands, *a, **k)
-        fastest = min(m.timings, key=lambda key: np.median(m.timings[key]))
-        rng = np.random.default_rng(0)
-        m.outputs[fastest] = [o + rng.normal(0, 2 * o.std(), o.shape) for o in m.outputs[fastest]]
-        measure.broken = fastest
-        return m
-
-    monkeypatch.setattr(runtime_select, "measure", measure)
+    rng = np.random.default_rng(0)  # the fastest candidate computes something else
+    measure = break_fastest(monkeypatch, lambda o: o + rng.normal(0, 2 * o.std(), o.shape))
     sel = select_bundle(b, "ort", [1], 1, 2, 0)
     assert sel.chosen.key != measure.broken
     broken = next(r for r in sel.results if r.candidate.key == measure.broken)
