@@ -154,8 +154,9 @@ def _selection_lines(sel: dict[str, Any] | None) -> list[str]:
         cand = c["candidate"] if "candidate" in c else c
         median = c.get("median_p50_ms")
         rel = c.get("latency_vs_chosen")
-        sqnr = (c.get("fidelity") or {}).get("sqnr_db")
-        fid = "-" if sqnr is None else f"{sqnr:.1f} dB"
+        f = c.get("fidelity") or {}
+        sqnr = f.get("sqnr_db")
+        fid = "exact" if f.get("exact") else "-" if sqnr is None else f"{sqnr:.1f} dB"
         if c.get("rejected"):
             fid += f" (not deployed: {c['rejected']})"
         lines.append(

@@ -292,7 +292,8 @@ def unfaithful(
 ) -> dict[str, str]:
     """Why each key of ``fidelity`` (its ``sqnr_db`` vs FP32) may not be deployed: its SQNR
     is below both the best one's minus ``max_drop_db`` and :data:`SQNR_ALWAYS_OK_DB`."""
-    sqnr = {k: float(v["sqnr_db"]) for k, v in fidelity.items() if v.get("sqnr_db") is not None}
+    sqnr = {k: _sqnr(v) for k, v in fidelity.items()}
+    sqnr = {k: v for k, v in sqnr.items() if v is not None}
     if not sqnr:
         return {}
     best = max(sqnr, key=lambda k: sqnr[k])
@@ -305,6 +306,24 @@ def unfaithful(
     }
 
 
+def _sqnr(fid: Mapping[str, Any]) -> float | None:
+    return float("inf") if fid.get("exact") else fid.get("sqnr_db")
+
+
+def fidelity_dict(
+    names: Sequence[str], reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]
+) -> dict[str, Any]:
+    """:func:`~swin_edge.metrics.fidelity_per_output`'s summary as stored in ``deploy.json``:
+    outputs identical to the reference have no finite SQNR, so they are ``exact`` with
+    ``sqnr_db`` null (JSON has no Infinity)."""
+    from .metrics import fidelity_per_output
+
+    d = fidelity_per_output(list(names), list(reference), list(outputs))[0].to_dict()
+    if d["sqnr_db"] == float("inf"):
+        d.update(sqnr_db=None, exact=True)
+    return d
+
+
 def baseline_fidelity(
     precision: str,
     fp32_path: str | Path | None,
@@ -315,8 +334,6 @@ def baseline_fidelity(
 ) -> dict[str, dict[str, Any]]:
     """With OpenVINO pinned, ONNX Runtime's fidelity on the same model (key ``ort/<variant>``,
     not a candidate): what the pinned candidates are held to. Empty for bf16 (no ORT path)."""
-    from .metrics import fidelity_per_output
-
     pairs = [v for r, v in VARIANTS.get(precision, ()) if r == "ort" and v != "lowered"]
     model = int8_path if precision == "int8" else fp32_path
     if not pairs or model is None:
@@ -324,7 +341,7 @@ def baseline_fidelity(
     runner = make_runner(CpuCandidate("ort", pairs[0], precision, num_cores(), str(model)))
     with runner:
         outs = runner.infer_all_outputs(images)
-    return {f"ort/{pairs[0]}": fidelity_per_output(list(names), list(reference), outs)[0].to_dict()}
+    return {f"ort/{pairs[0]}": fidelity_dict(names, reference, outs)}
 
 
 def check_outputs(
@@ -333,15 +350,13 @@ def check_outputs(
     """Timings, errors and fidelity for :func:`select` from a :func:`measure` run with inputs:
     a candidate with non-finite outputs becomes an error (never chosen), every other one gets
     its fidelity to ``reference`` (the FP32 outputs on the same inputs)."""
-    from .metrics import fidelity_per_output
-
     timings, errors, fid = dict(m.timings), dict(m.errors), {}
     for key, outs in m.outputs.items():
         if not all(np.isfinite(o).all() for o in outs):
             errors[key] = "non-finite outputs on the check images"
             timings.pop(key, None)
             continue
-        fid[key] = fidelity_per_output(list(names), list(reference), outs)[0].to_dict()
+        fid[key] = fidelity_dict(names, reference, outs)
     return timings, errors, fid
 
 

@@ -166,6 +166,25 @@ def test_pinned_openvino_is_refused_when_less_faithful_than_onnxruntime(
     assert (b / "deploy.json").read_bytes() == before  # the packed choice stays
 
 
+def test_an_exact_candidate_is_strict_json(fp32, tmp_path):
+    # ONNX Runtime's FP32 against the ONNX Runtime FP32 reference: identical outputs
+    images = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    sel = runtime_select.select_cpu_runtime(
+        "fp32", fp32, runtime="ort", threads=[1], rounds=1, iterations=1, warmup=0,
+        check_images=images,
+    )  # fmt: skip
+    path = runtime_select.write_deploy_manifest(
+        tmp_path / "deploy.json", sel, runtime_select.cpu_info(), {}
+    )
+
+    def no_constant(name):
+        raise AssertionError(f"{name} in deploy.json")
+
+    doc = json.loads(path.read_text(), parse_constant=no_constant)
+    assert doc["candidates"][0]["fidelity"]["exact"] is True
+    assert runtime_select.read_deploy_manifest(path).chosen == sel.chosen
+
+
 def test_changed_bundle_file_is_refused_and_deploy_json_kept(int8_tar, tmp_path, capsys):
     b = extract(int8_tar, tmp_path / "b")
     before = (b / "deploy.json").read_bytes()

@@ -252,15 +252,19 @@ def test_check_outputs_refuses_non_finite_and_scores_the_rest():
     far = [ref[0] * 0.5 + 1.0]
     nan = [np.array([[np.nan, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)]
     m = rs.Measurement(
-        {"a": [1.0], "b": [2.0], "c": [3.0]},
+        {"a": [1.0], "b": [2.0], "c": [3.0], "e": [4.0]},
         {"d": "cannot load"},
         {"rounds": 1},
-        {"a": close, "b": far, "c": nan},
+        {"a": close, "b": far, "c": nan, "e": [ref[0].copy()]},
     )
     timings, errors, f = rs.check_outputs(m, ["logits"], ref)
-    assert set(timings) == {"a", "b"} and set(f) == {"a", "b"}
+    assert set(timings) == {"a", "b", "e"} and set(f) == {"a", "b", "e"}
     assert errors == {"d": "cannot load", "c": "non-finite outputs on the check images"}
     assert f["a"]["sqnr_db"] > 60 > f["b"]["sqnr_db"] and f["a"]["top1_agreement"] == 1.0
+    # identical outputs are exact, not an infinite SQNR (which JSON cannot hold), and the best
+    assert f["e"]["exact"] and f["e"]["sqnr_db"] is None
+    json.dumps(f, allow_nan=False)
+    assert set(rs.unfaithful(f, 10.0)) == {"b"} and "below e (inf dB" in rs.unfaithful(f)["b"]
 
 
 def test_measure_interleaves_and_records_load_failures(monkeypatch):

@@ -427,7 +427,8 @@ def fidelity_line(fid: dict[str, Any]) -> str:
     where cosine and SQNR are the lowest over the outputs)."""
     worst = "" if fid.get("top1_agreement") is not None else " (worst output)"
     agree = "" if worst else f"agreement {fid['top1_agreement']:.3f} "
-    return f"{agree}cosine {fid['cosine']:.5f} SQNR {fid['sqnr_db']:.1f} dB{worst}"
+    sqnr = "exact" if fid.get("exact") else f"SQNR {fid['sqnr_db']:.1f} dB"
+    return f"{agree}cosine {fid['cosine']:.5f} {sqnr}{worst}"
 
 
 def preprocess_of(onnx_path: str) -> Any:
