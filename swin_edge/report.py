@@ -14,6 +14,11 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _db(v: float | None) -> str:
+    """An SQNR; an exact match is inf in memory and null in report.json (strict JSON)."""
+    return "exact" if v is None or v == float("inf") else f"{v:.1f} dB"
+
+
 def speedup_of(row: dict[str, Any], reference: dict[str, Any]) -> float:
     """Speedup against the reference: the median of per-round ratios from interleaved rounds
     when the report has them (reports before those: the ratio of the two p50s)."""
@@ -87,7 +92,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     worst = [r for r in rows if r.get("worst_layers")]
     for r in worst:
         lines += ["", f"Lowest per-layer SQNR in `{r['name']}`:", ""]
-        lines += [f"- {name}: {db:.1f} dB" for name, db in r["worst_layers"]]
+        lines += [f"- {name}: {_db(db)}" for name, db in r["worst_layers"]]
     rounds = (ref.get("speedup") or {}).get("rounds")
     lines += [
         "",

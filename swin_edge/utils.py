@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import math
 import os
 import re
 import socket
@@ -102,8 +103,22 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (an exact match's SQNR, say) as None: strict JSON,
+    which other tools (JavaScript, jq) read, has no Infinity or NaN."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as strict JSON (:func:`json_safe`), written atomically."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
+    return write_text_atomic(path, text + "\n")
 
 
 def read_json_doc(path: str | os.PathLike, fmt: str, what: str, fix: str) -> dict[str, Any]:

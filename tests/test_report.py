@@ -68,6 +68,16 @@ def test_write_report_and_chart(tmp_path):
     assert load_report(paths["json"])["results"][1]["name"] == "onnxruntime-int8"
 
 
+def test_an_exact_layer_round_trips_through_strict_json(tmp_path):
+    rep = copy.deepcopy(REPORT)
+    rep["results"][1]["worst_layers"].append(["patch_embed.proj/Conv_0", float("inf")])
+    assert "patch_embed.proj/Conv_0: exact" in render_markdown(rep)
+    paths = write_report(rep, tmp_path)
+    assert "Infinity" not in paths["json"].read_text()
+    again = render_markdown(load_report(paths["json"]))  # `report` re-renders from the JSON
+    assert "patch_embed.proj/Conv_0: exact" in again and "layers.3/MatMul_0: 21.5 dB" in again
+
+
 def test_load_report_errors(tmp_path):
     with pytest.raises(SwinEdgeError, match="does not exist"):
         load_report(tmp_path / "none.json")

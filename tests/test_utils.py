@@ -1,11 +1,19 @@
+import json
 import os
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
-from swin_edge.utils import _HOST, atomic_path, remove_stale_temps, write_bytes_atomic
+from swin_edge.utils import (
+    _HOST,
+    atomic_path,
+    remove_stale_temps,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 
 KILLED_WRITER = """
 import os, signal, sys
@@ -61,3 +69,18 @@ def test_stale_temps_are_recognised(tmp_path, name, age_s, removed):
     os.utime(path, (then, then))
     assert remove_stale_temps(tmp_path / "out.bin") == int(removed)
     assert path.exists() != removed
+
+
+def test_json_is_written_strict(tmp_path):
+    inf = float("inf")
+    doc = {"sqnr": inf, "rows": [float("nan"), -inf, 1.5, np.float64(2.0)], "n": 3}
+    path = write_json_atomic(tmp_path / "r.json", doc)
+
+    def no_constant(name):
+        raise AssertionError(f"{name} written")
+
+    assert json.loads(path.read_text(), parse_constant=no_constant) == {
+        "sqnr": None,
+        "rows": [None, None, 1.5, 2.0],
+        "n": 3,
+    }
