@@ -8,7 +8,8 @@ without the first LayerNorm, agrees to one step (rounding). Our Swin export has 
 start of every stage with a dynamic batch (``--dynamic-batch``, Triton repositories), so OpenVINO
 running its Q/DQ INT8 model loses ~25 dB of output SQNR; the CPU runtime selection's fidelity rule
 keeps such a candidate from being deployed. Seen with OpenVINO 2026.4.1 on an AMD EPYC with
-AVX-512 VNNI (class ``amd-avx512vnni``); run this to check another version or CPU:
+AVX-512 VNNI (class ``amd-avx512vnni``); a similar report (quantized LayerNorm with dynamic
+shapes): openvinotoolkit/openvino#19134. Run this to check another version or CPU:
 
     python scripts/openvino_dynamic_batch_repro.py
 """
