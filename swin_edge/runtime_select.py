@@ -238,8 +238,9 @@ def select(
     """The candidate with the lowest median of its per-round p50s (``timings[c.key]``, ms);
     exact ties go to fewer threads, then ONNX Runtime, then the variant order. Candidates
     without timings (failed to load: ``errors[c.key]``) are listed but never chosen, nor are
-    those whose ``fidelity[c.key]["sqnr_db"]`` is more than ``max_sqnr_drop_db`` below the best
-    candidate's and under :data:`SQNR_ALWAYS_OK_DB`."""
+    those whose ``fidelity[c.key]`` fails :func:`unfaithful`'s rule. ``fidelity`` may also
+    hold a baseline that is not a candidate (ONNX Runtime when OpenVINO is pinned); when no
+    candidate is within the rule of it, that is an error, not a choice."""
     if not candidates:
         raise SwinEdgeError("no CPU runtime candidates to choose from")
     precisions = sorted({c.precision for c in candidates})
