@@ -4,12 +4,14 @@ LayerNorm -> Reshape(-1, L, C) -> Gather(axis=1) -> Reshape(-1, C) -> LayerNorm 
 with a symbolic batch: OpenVINO's CPU plugin returns values up to ~30 quantization steps away
 from ONNX Runtime's (and from numpy's Q/DQ of the exact LayerNorm). The same graph with a static
 batch, or with the model reshaped to a static batch before compiling, or without the Q/DQ, or
-without the first LayerNorm, agrees to one step (rounding). Our Swin export has this chain at the
-start of every stage with a dynamic batch (``--dynamic-batch``, Triton repositories), so OpenVINO
-running its Q/DQ INT8 model loses ~25 dB of output SQNR; the CPU runtime selection's fidelity rule
-keeps such a candidate from being deployed. Seen with OpenVINO 2026.4.1 on an AMD EPYC with
-AVX-512 VNNI (class ``amd-avx512vnni``); a similar report (quantized LayerNorm with dynamic
-shapes): openvinotoolkit/openvino#19134. Run this to check another version or CPU:
+without the first LayerNorm, agrees to one step (rounding). Our Swin export had this chain
+after ``patch_embed.norm`` (and a similar one, norm -> Reshape -> ReduceMean -> quantizer, at the
+head), so OpenVINO running its Q/DQ INT8 model with a dynamic batch lost ~25 dB of output SQNR;
+the model now reorders tokens before that norm and norms (B, L, C) before pooling. NNCF's own
+recipe still trips on it, and the CPU runtime selection's fidelity rule keeps such a candidate
+from being deployed. Seen with OpenVINO 2026.4.1 on an AMD EPYC with AVX-512 VNNI (class
+``amd-avx512vnni``); a similar report (quantized LayerNorm with dynamic shapes):
+openvinotoolkit/openvino#19134. Run this to check another version or CPU:
 
     python scripts/openvino_dynamic_batch_repro.py
 """

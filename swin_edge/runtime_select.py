@@ -11,7 +11,7 @@ which :func:`make_runner` builds the chosen runner. Candidates never cross preci
 bf16 or int8 model is a different model, not a faster way to run this one.
 
 Speed alone is not enough: two runtimes can run the same Q/DQ file with very different error
-(OpenVINO 2026.4 on a dynamic-batch export loses 25 dB of SQNR; see README), and OpenVINO's own
+(OpenVINO 2026.4 on some dynamic-batch exports loses 25 dB of SQNR; see README), and OpenVINO's own
 NNCF recipe is a different quantization. So where check images are run (:func:`check_outputs`),
 a candidate whose output SQNR against FP32 is more than ``max_sqnr_drop_db`` below the best
 candidate's (and under :data:`SQNR_ALWAYS_OK_DB`) is timed and listed but never chosen.
@@ -274,7 +274,7 @@ def select(
     if best.rejected:  # only possible against a baseline that is not a candidate
         raise SwinEdgeError(
             f"no {precisions[0]} candidate is faithful enough: {best.candidate.key} has "
-            f"{best.rejected}; OpenVINO loses accuracy on dynamic-batch exports (README, CPU "
+            f"{best.rejected}; OpenVINO can lose accuracy on dynamic-batch exports (README, CPU "
             "runtime selection): export a static batch or let ONNX Runtime run it"
         )
     for r in timed:

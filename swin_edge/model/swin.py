@@ -248,21 +248,38 @@ class PatchMerging(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+    """Patchify conv and LayerNorm: (B, C, H, W) -> (B * H' * W', D) tokens, in raster order
+    or, with ``token_order`` (L indices), in that order (the first stage's window order).
+
+    The reorder comes before the norm (same values: the norm is per token). After it,
+    OpenVINO 2026.4 miscomputes the int8 model of a dynamic-batch export: a per-channel
+    multiply (the norm's weight) ahead of Reshape(-1, ...) and a gather, then a LayerNorm and a
+    quantizer, loses ~20 dB (``scripts/openvino_dynamic_batch_repro.py``).
+    """
+
+    def __init__(
+        self, patch_size: int, in_chans: int, embed_dim: int, token_order: Tensor | None = None
+    ) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = nn.LayerNorm(embed_dim)
+        self.register_buffer("token_order", token_order, persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B * H' * W', D)
+    def forward(self, x: Tensor) -> Tensor:
         x = self.proj(x)
-        return self.norm(x.permute(0, 2, 3, 1).reshape(-1, self.proj.out_channels))
+        x = x.permute(0, 2, 3, 1).reshape(-1, self.proj.out_channels)
+        if self.token_order is not None:
+            x = gather_tokens(x, self.token_order, self.proj.out_channels)
+        return self.norm(x)
 
 
 class SwinStage(nn.Module):
     """Blocks at one resolution. Tokens flow in this stage's window order (window_order), so
-    unshifted blocks need no partition at all; ``to_raster`` restores row-major order."""
+    unshifted blocks need no partition at all; ``to_raster`` restores row-major order. Stage 0
+    takes raster tokens, or tokens already in its window order with ``window_ordered_input``
+    (:class:`PatchEmbed` with ``token_order``, as :class:`SwinTransformer` builds it)."""
 
-    def __init__(self, cfg: SwinConfig, index: int) -> None:
+    def __init__(self, cfg: SwinConfig, index: int, window_ordered_input: bool = False) -> None:
         super().__init__()
         res, dim = cfg.stage_resolutions()[index], cfg.stage_dims()[index]
         self.dim = dim
@@ -275,8 +292,8 @@ class SwinStage(nn.Module):
             self.downsample = nn.Identity()
         order = window_order(res, ws)
         identity = bool((order == torch.arange(res * res)).all())
-        # stage 0 receives raster tokens from the patch embedding
-        to_window = order if index == 0 and not identity else None
+        # stage 0 receives raster tokens from the patch embedding, unless told otherwise
+        to_window = order if index == 0 and not identity and not window_ordered_input else None
         self.register_buffer("to_window", to_window, persistent=False)
         self.register_buffer("from_window", None if identity else torch.argsort(order), False)
         self.blocks = nn.Sequential(
@@ -316,8 +333,10 @@ class ClassifierHead(nn.Module):
         self.dim = dim
         self.fc = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward(self, x: Tensor) -> Tensor:  # (B * L, C)
-        return self.fc(x.reshape(-1, self.num_tokens, self.dim).mean(dim=1))
+    def forward(self, x: Tensor) -> Tensor:  # (B * L, C) or (B, L, C)
+        if x.dim() == 2:
+            x = x.reshape(-1, self.num_tokens, self.dim)
+        return self.fc(x.mean(dim=1))
 
 
 class SwinTransformer(nn.Module):
@@ -327,8 +346,15 @@ class SwinTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or SwinConfig()
         self.features_only = features_only
-        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.embed_dim)
-        self.layers = nn.Sequential(*[SwinStage(cfg, i) for i in range(cfg.num_stages)])
+        res0 = cfg.stage_resolutions()[0]
+        order = window_order(res0, effective_window(res0, cfg.window_size))
+        identity = bool((order == torch.arange(res0 * res0)).all())
+        self.patch_embed = PatchEmbed(
+            cfg.patch_size, cfg.in_chans, cfg.embed_dim, None if identity else order
+        )
+        self.layers = nn.Sequential(
+            *[SwinStage(cfg, i, window_ordered_input=True) for i in range(cfg.num_stages)]
+        )
         self.num_features = cfg.stage_dims()[-1]
         self.feature_channels = cfg.stage_dims()
         if not features_only:
@@ -367,7 +393,10 @@ class SwinTransformer(nn.Module):
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         if self.features_only:
             return self.forward_intermediates(x)
-        return self.head(self.forward_features(x))
+        # forward_features, normed as (B, L, C): no reshape between the norm and the pooling
+        # (OpenVINO 2026.4 miscomputes that pattern in int8 with a dynamic batch, see PatchEmbed)
+        tokens = self.layers[-1].to_raster(self.layers(self.patch_embed(x)))
+        return self.head(self.norm(tokens.reshape(-1, self.head.num_tokens, self.num_features)))
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
