@@ -60,6 +60,13 @@ def window_order(res: int, ws: int) -> Tensor:
     return window_partition(torch.arange(res * res).reshape(1, res, res, 1), ws, res, res, 1)[:, 0]
 
 
+def stage_window_order(res: int, window_size: int) -> Tensor | None:
+    """:func:`window_order` of a stage (its effective window), None where that is row-major
+    already (a stage that is a single window)."""
+    order = window_order(res, effective_window(res, window_size))
+    return None if bool((order == torch.arange(res * res)).all()) else order
+
+
 def shifted_window_order(res: int, ws: int, shift: int) -> Tensor:
     """For tokens in window-major order: where each token of the windows of the map rolled by
     ``-shift`` comes from. Gathering with it is roll + window partition in one step."""
@@ -290,12 +297,12 @@ class SwinStage(nn.Module):
             self.downsample = PatchMerging(dim // 2, prev, ws_prev, ws)
         else:
             self.downsample = nn.Identity()
-        order = window_order(res, ws)
-        identity = bool((order == torch.arange(res * res)).all())
+        order = stage_window_order(res, cfg.window_size)
         # stage 0 receives raster tokens from the patch embedding, unless told otherwise
-        to_window = order if index == 0 and not identity and not window_ordered_input else None
+        to_window = order if index == 0 and not window_ordered_input else None
         self.register_buffer("to_window", to_window, persistent=False)
-        self.register_buffer("from_window", None if identity else torch.argsort(order), False)
+        from_window = None if order is None else torch.argsort(order)
+        self.register_buffer("from_window", from_window, persistent=False)
         self.blocks = nn.Sequential(
             *[
                 SwinTransformerBlock(
@@ -346,12 +353,8 @@ class SwinTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or SwinConfig()
         self.features_only = features_only
-        res0 = cfg.stage_resolutions()[0]
-        order = window_order(res0, effective_window(res0, cfg.window_size))
-        identity = bool((order == torch.arange(res0 * res0)).all())
-        self.patch_embed = PatchEmbed(
-            cfg.patch_size, cfg.in_chans, cfg.embed_dim, None if identity else order
-        )
+        order = stage_window_order(cfg.stage_resolutions()[0], cfg.window_size)
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.embed_dim, order)
         self.layers = nn.Sequential(
             *[SwinStage(cfg, i, window_ordered_input=True) for i in range(cfg.num_stages)]
         )
@@ -370,9 +373,13 @@ class SwinTransformer(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    def _last_tokens(self, x: Tensor) -> Tensor:
+        """The last stage's tokens, (B * L, C), row-major, before the final norm."""
+        return self.layers[-1].to_raster(self.layers(self.patch_embed(x)))
+
     def forward_features(self, x: Tensor) -> Tensor:
         """Final normed tokens, (B * L, C), row-major."""
-        return self.norm(self.layers[-1].to_raster(self.layers(self.patch_embed(x))))
+        return self.norm(self._last_tokens(x))
 
     def forward_intermediates(self, x: Tensor) -> list[Tensor]:
         """The output of every stage, NCHW, as a detection/segmentation backbone expects."""
@@ -395,8 +402,8 @@ class SwinTransformer(nn.Module):
             return self.forward_intermediates(x)
         # forward_features, normed as (B, L, C): no reshape between the norm and the pooling
         # (OpenVINO 2026.4 miscomputes that pattern in int8 with a dynamic batch, see PatchEmbed)
-        tokens = self.layers[-1].to_raster(self.layers(self.patch_embed(x)))
-        return self.head(self.norm(tokens.reshape(-1, self.head.num_tokens, self.num_features)))
+        tokens = self._last_tokens(x).reshape(-1, self.head.num_tokens, self.num_features)
+        return self.head(self.norm(tokens))
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
@@ -418,6 +425,7 @@ __all__ = [
     "effective_window",
     "gather_tokens",
     "shifted_window_order",
+    "stage_window_order",
     "window_order",
     "EXPORT_MASK_FILL",
     "MASK_FILL",
