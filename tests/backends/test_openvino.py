@@ -27,16 +27,25 @@ from swin_edge.backends.openvino import (  # noqa: E402
 )
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """TINY Swin as static FP32, dynamic-batch FP32 and cpu-recipe Q/DQ INT8 ONNX."""
-    d = tmp_path_factory.mktemp("ov")
+def tiny_model(norm_weights: bool = False) -> SwinTransformer:
+    """TINY Swin with non-zero biases and, with ``norm_weights``, LayerNorm weights that are
+    not 1 (as trained ones), seeded."""
     torch.manual_seed(0)
     model = SwinTransformer(TINY).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias"):
                 p.normal_(0, 0.05)
+            elif norm_weights and "norm" in name:
+                p.uniform_(0.6, 0.9)
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """TINY Swin as static FP32, dynamic-batch FP32 and cpu-recipe Q/DQ INT8 ONNX."""
+    d = tmp_path_factory.mktemp("ov")
+    model = tiny_model()
     fp32 = torch_to_onnx(model, d / "fp32.onnx").path
     dyn = torch_to_onnx(model, d / "dyn.onnx", ExportConfig(dynamic_batch=True)).path
     images = np.random.default_rng(0).standard_normal((8, 3, 64, 64), dtype=np.float32)
@@ -79,14 +88,7 @@ def test_dynamic_batch_int8_is_as_faithful_in_openvino_as_in_onnx_runtime(tmp_pa
     # OpenVINO 2026.4 lost 15-30 dB on the int8 model of a dynamic-batch export (LayerNorm
     # weights that are not 1, as trained ones, needed) until the model reordered tokens before
     # patch_embed.norm and normed (B, L, C) before pooling
-    torch.manual_seed(0)
-    model = SwinTransformer(TINY).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0, 0.05)
-            elif "norm" in name:
-                p.uniform_(0.6, 0.9)
+    model = tiny_model(norm_weights=True)
     dyn = torch_to_onnx(model, tmp_path / "dyn.onnx", ExportConfig(dynamic_batch=True)).path
     images = np.random.default_rng(1).standard_normal((16, 3, 64, 64), dtype=np.float32)
     int8 = quantize_onnx(dyn, tmp_path / "d8.onnx", images, QuantRecipe(target="cpu")).path
