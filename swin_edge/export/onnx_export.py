@@ -111,7 +111,7 @@ def torch_to_onnx(
     model = model.eval()
     net = model.module if isinstance(model, UserModel) else model
     try:
-        export_model = prepare_for_export(copy.deepcopy(net))
+        export_model = prepare_for_export(copy.deepcopy(net), cfg.dynamic_batch)
     except Exception as e:
         if not isinstance(model, UserModel):
             raise

@@ -360,6 +360,12 @@ class SwinTransformer(nn.Module):
         )
         self.num_features = cfg.stage_dims()[-1]
         self.feature_channels = cfg.stage_dims()
+        # Classifier graph only (same values): norm the tokens as (B, L, C) rather than
+        # (B * L, C), so no Reshape(-1, ...) sits between the norm and the pooling. OpenVINO
+        # 2026.4 miscomputes that Reshape in int8 with a dynamic batch, and the 3-D form in the
+        # int8 model NNCF's own recipe makes of a static export (10.9 vs 31.4 dB on Swin-T), so
+        # :func:`prepare_for_export` sets it for dynamic-batch exports only.
+        self.norm_tokens_3d = False
         if not features_only:
             self.norm = nn.LayerNorm(self.num_features)
             last = cfg.stage_resolutions()[-1]
@@ -400,17 +406,20 @@ class SwinTransformer(nn.Module):
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         if self.features_only:
             return self.forward_intermediates(x)
-        # forward_features, normed as (B, L, C): no reshape between the norm and the pooling
-        # (OpenVINO 2026.4 miscomputes that pattern in int8 with a dynamic batch, see PatchEmbed)
+        if not self.norm_tokens_3d:
+            return self.head(self.forward_features(x))
         tokens = self._last_tokens(x).reshape(-1, self.head.num_tokens, self.num_features)
-        return self.head(self.norm(tokens))
+        return self.head(self.norm(tokens))  # the same values, another graph
 
 
-def prepare_for_export(model: nn.Module) -> nn.Module:
+def prepare_for_export(model: nn.Module, dynamic_batch: bool = False) -> nn.Module:
     """In place, on any network (ours, or a user's built with or around these blocks): fold
-    query scales into qkv weights, use the denormal-free mask value (:data:`EXPORT_MASK_FILL`)
-    and write every exact ``nn.GELU`` in the form ONNX Runtime fuses (same function)."""
+    query scales into qkv weights, use the denormal-free mask value (:data:`EXPORT_MASK_FILL`),
+    write every exact ``nn.GELU`` in the form ONNX Runtime fuses (same function) and pick the
+    classifier's norm layout for the batch (``SwinTransformer.norm_tokens_3d``)."""
     for m in list(model.modules()):
+        if isinstance(m, SwinTransformer):
+            m.norm_tokens_3d = dynamic_batch
         if isinstance(m, WindowAttention):
             m.fold_scale()
         if isinstance(m, SwinTransformerBlock):

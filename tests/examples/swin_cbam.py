@@ -93,7 +93,7 @@ class SwinCBAM(SwinTransformer):
         maps = self.forward_intermediates(x)
         if self.features_only:
             return maps
-        tokens = maps[-1].flatten(2).transpose(1, 2)  # (B, L, C): normed before the pooling
+        tokens = maps[-1].permute(0, 2, 3, 1).reshape(-1, self.num_features)
         return self.head(self.norm(tokens))
 
 
