@@ -7,11 +7,11 @@ batch, or with the model reshaped to a static batch before compiling, or without
 without the first LayerNorm, agrees to one step (rounding). Our Swin export had this chain
 after ``patch_embed.norm`` (and a similar one, norm -> Reshape -> ReduceMean -> quantizer, at the
 head), so OpenVINO running its Q/DQ INT8 model with a dynamic batch lost ~25 dB of output SQNR;
-the model now reorders tokens before that norm and norms (B, L, C) before pooling. NNCF's own
-recipe still trips on it, and the CPU runtime selection's fidelity rule keeps such a candidate
-from being deployed. Seen with OpenVINO 2026.4.1 on an AMD EPYC with AVX-512 VNNI (class
-``amd-avx512vnni``); a similar report (quantized LayerNorm with dynamic shapes):
-openvinotoolkit/openvino#19134. Run this to check another version or CPU:
+the model now reorders tokens before that norm, and a dynamic-batch export norms (B, L, C)
+before pooling. NNCF's own recipe still trips on it, and the CPU runtime selection's fidelity
+rule keeps such a candidate from being deployed. Seen with OpenVINO 2026.4.1 on an AMD EPYC
+with AVX-512 VNNI (class ``amd-avx512vnni``); a similar report (quantized LayerNorm with
+dynamic shapes): openvinotoolkit/openvino#19134. Run this to check another version or CPU:
 
     python scripts/openvino_dynamic_batch_repro.py
 """
