@@ -332,12 +332,10 @@ def select_bundle(
     atomically, recording the choice it replaces."""
     from .cpu import cpu_info
     from .runtime_select import (
-        baseline_fidelity,
-        check_outputs,
         cpu_candidates,
         deploy_environment,
         measure,
-        select,
+        select_checked,
         write_deploy_manifest,
     )
 
@@ -356,12 +354,17 @@ def select_bundle(
     ]
     images, names, ref = _check(bundle.folder, bundle.doc)
     m = measure(candidates, rounds, iterations, warmup, inputs=images)
-    timings, errors, fidelity = check_outputs(m, names, ref)
-    if runtime == "openvino":
-        fidelity |= baseline_fidelity(
-            bundle.precision, src.get("fp32"), src.get("int8"), images, names, ref
-        )
-    sel = select(candidates, timings, errors, m.benchmark, fidelity, max_sqnr_drop_db)
+    sel = select_checked(
+        candidates,
+        m,
+        images,
+        names,
+        ref,
+        runtime=runtime,
+        fp32_path=src.get("fp32"),
+        int8_path=src.get("int8"),
+        max_sqnr_drop_db=max_sqnr_drop_db,
+    )
     manifest = bundle.folder / MANIFEST_NAME
     write_deploy_manifest(
         manifest,

@@ -361,6 +361,30 @@ def check_outputs(
     return timings, errors, fid
 
 
+def select_checked(
+    candidates: Sequence[CpuCandidate],
+    m: Measurement,
+    images: np.ndarray,
+    names: Sequence[str],
+    reference: Sequence[np.ndarray],
+    *,
+    runtime: str | None = None,
+    fp32_path: str | Path | None = None,
+    int8_path: str | Path | None = None,
+    benchmark: Mapping[str, Any] | None = None,
+    max_sqnr_drop_db: float = MAX_SQNR_DROP_DB,
+) -> Selection:
+    """:func:`select` on a :func:`measure` run over ``images`` (:func:`check_outputs` against
+    the FP32 ``reference``); with OpenVINO pinned (``runtime``), its candidates are held to
+    ONNX Runtime's fidelity on the same model (:func:`baseline_fidelity`)."""
+    timings, errors, fidelity = check_outputs(m, names, reference)
+    if runtime == "openvino":
+        precision = candidates[0].precision
+        fidelity |= baseline_fidelity(precision, fp32_path, int8_path, images, names, reference)
+    bench = m.benchmark if benchmark is None else benchmark
+    return select(candidates, timings, errors, bench, fidelity, max_sqnr_drop_db)
+
+
 def _relative(p50s: list[float], ref: list[float]) -> float:
     """Median of per-round ratios when both have the same rounds, else the ratio of medians."""
     if len(p50s) == len(ref):
@@ -484,11 +508,18 @@ def select_cpu_runtime(
         return select(candidates, m.timings, m.errors, m.benchmark)
     images, names, ref = fp32_reference(fp32_path, check_images)
     m = measure(candidates, rounds, iterations, warmup, inputs=images)
-    timings, errors, fid = check_outputs(m, names, ref)
-    if runtime == "openvino":
-        fid |= baseline_fidelity(precision, fp32_path, int8_path, images, names, ref)
-    benchmark = {**m.benchmark, "check_images": len(images)}
-    return select(candidates, timings, errors, benchmark, fid, max_sqnr_drop_db)
+    return select_checked(
+        candidates,
+        m,
+        images,
+        names,
+        ref,
+        runtime=runtime,
+        fp32_path=fp32_path,
+        int8_path=int8_path,
+        benchmark={**m.benchmark, "check_images": len(images)},
+        max_sqnr_drop_db=max_sqnr_drop_db,
+    )
 
 
 def deploy_environment() -> dict[str, Any]:
