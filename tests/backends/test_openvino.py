@@ -103,9 +103,10 @@ def test_dynamic_batch_int8_is_as_faithful_in_openvino_as_in_onnx_runtime(tmp_pa
     x = images[:8]
     ref = run_ort(dyn, x)
     with OpenvinoRunner(int8, OvConfig(threads=1)) as r:
-        ov = fidelity(ref, r.infer_all(x, batch_size=4))
-    ort = fidelity(ref, run_ort(int8, x))
-    assert ort.sqnr_db > 30 and ov.sqnr_db > ort.sqnr_db - 3, (ov, ort)
+        ov = fidelity(ref, r.infer_all(x, batch_size=4)).to_dict()
+    ort = fidelity(ref, run_ort(int8, x)).to_dict()
+    # the selection's own rule (10 dB), not a tighter margin: int8 kernels differ per CPU kind
+    assert ort["sqnr_db"] > 25 and unfaithful({"ov": ov, "ort": ort}) == {}, (ov, ort)
 
 
 def test_openvino_own_recipe_of_a_static_export_stays_faithful(tmp_path):
