@@ -63,6 +63,13 @@ class CpuInfo:
         return "baseline"
 
     @property
+    def u8s8_saturates(self) -> bool:
+        """Whether ONNX Runtime's fast u8s8 GEMM kernels lose precision here: x86 without VNNI
+        or AMX sums each pair of u8 x s8 products in saturating 16-bit (``vpmaddubsw``), so a
+        pair above 32767 is clamped. ``session.x64quantprecision`` (u8u8 kernels) is exact."""
+        return self.arch in ("x86_64", "amd64") and self.int8_tier in ("avx512", "avx2", "sse")
+
+    @property
     def has_bf16(self) -> bool:
         """Hardware BF16 dot products (AMX-BF16 or AVX512-BF16)."""
         return bool({"amx_bf16", "avx512_bf16"} & set(self.flags))
@@ -77,6 +84,7 @@ class CpuInfo:
         d = asdict(self)
         d["flags"] = list(self.flags)
         d["class"] = self.cpu_class
+        d["u8s8_saturates"] = self.u8s8_saturates
         return d
 
 

@@ -2,7 +2,9 @@
 
 ``gemm_ops`` counts the multiply-adds of every Gemm/MatMul in an ONNX model (shape inference,
 static shapes); ``gemm_peak`` measures this CPU's u8s8 (ONNX Runtime ``MatMulInteger``, the
-kernel family the INT8 path uses) and FP32 (``MatMul``) throughput on a large square GEMM. Their
+kernel family the INT8 path uses: on x86 without VNNI the exact u8u8 kernels that
+:class:`~swin_edge.backends.onnxrt.OrtConfig` selects there) and FP32 (``MatMul``) throughput
+on a large square GEMM. Their
 quotient is a latency floor: a model whose time is far above it spends it outside the GEMMs
 (normalization, softmax, data movement), where INT8 cannot help. Benchmarks print it next to
 the deployed model's time; it is a measurement of this machine, never a constant.
@@ -71,7 +73,8 @@ def _gemm_model(size: int, integer: bool) -> bytes:
     rng = np.random.default_rng(0)
     if integer:
         a = helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size])
-        w = numpy_helper.from_array(rng.integers(-64, 64, (size, size), dtype=np.int8), "w")
+        # full-scale weights: ONNX Runtime leaves weights within +-64 to the u8s8 kernels
+        w = numpy_helper.from_array(rng.integers(-127, 128, (size, size), dtype=np.int8), "w")
         node = helper.make_node("MatMulInteger", ["a", "w"], ["y"])
         y = helper.make_tensor_value_info("y", TensorProto.INT32, [size, size])
     else:
@@ -87,8 +90,12 @@ def _gemm_model(size: int, integer: bool) -> bytes:
 def _ops_per_s(model: bytes, feed: np.ndarray, threads: int, repeats: int) -> float:
     import onnxruntime as ort
 
+    from .backends.onnxrt import EXACT_U8S8_ENTRY, u8s8_saturates_here
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    if u8s8_saturates_here():
+        so.add_session_config_entry(EXACT_U8S8_ENTRY, "1")
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     for _ in range(2):
         sess.run(None, {"a": feed})
@@ -101,7 +108,8 @@ def _ops_per_s(model: bytes, feed: np.ndarray, threads: int, repeats: int) -> fl
 
 
 def gemm_peak(threads: int = 0, size: int = 1024, repeats: int = 7) -> GemmPeak:
-    """Measure u8s8 and FP32 GEMM throughput in ONNX Runtime on this CPU (median of runs)."""
+    """Measure int8 and FP32 GEMM throughput in ONNX Runtime on this CPU (median of runs), the
+    int8 one with the kernels deployed models run here (exact ones where u8s8 saturates)."""
     rng = np.random.default_rng(1)
     u8 = rng.integers(0, 256, (size, size), dtype=np.uint8)
     f32 = rng.standard_normal((size, size), dtype=np.float32)

@@ -169,6 +169,13 @@ def _selection_lines(sel: dict[str, Any] | None) -> list[str]:
             f"{_fmt(median, '.2f') if median else c.get('error') or '-'} | "
             f"{_fmt(rel, '.2f') + 'x' if rel else '-'} | {fid} |"
         )
+    if cpu.get("u8s8_saturates") and sel["precision"] == "int8":
+        lines += [
+            "",
+            "This CPU has no VNNI/AMX: ONNX Runtime ran its exact u8u8 kernels "
+            "(`session.x64quantprecision`), as swin_edge does on every such CPU; its default "
+            "u8s8 kernels would sum pairs of products in saturating int16.",
+        ]
     return lines
 
 

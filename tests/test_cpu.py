@@ -38,6 +38,28 @@ def test_cpu_class_names_vendor_and_int8_kernel_tier(text, arch, cls, bf16):
     assert info.to_dict()["class"] == cls
 
 
+SKYLAKE_SP = "vendor_id\t: GenuineIntel\nflags\t\t: avx2 fma avx512f avx512bw\n"
+ALDER_LAKE = "vendor_id\t: GenuineIntel\nflags\t\t: avx2 fma avx_vnni\n"
+
+
+@pytest.mark.parametrize(
+    "text,arch,saturates",
+    [
+        (EPYC_AVX2, "x86_64", True),  # vpmaddubsw: pairs summed in saturating int16
+        (SKYLAKE_SP, "x86_64", True),  # AVX-512 without VNNI: the same instruction
+        ("vendor_id\t: GenuineIntel\nflags\t: sse2\n", "x86_64", True),
+        (EPYC_ZEN4, "x86_64", False),  # vpdpbusd sums in int32
+        (ALDER_LAKE, "x86_64", False),
+        (SAPPHIRE_RAPIDS, "x86_64", False),
+        (ARM, "aarch64", False),
+    ],
+)
+def test_u8s8_saturation_is_x86_without_vnni_or_amx(text, arch, saturates):
+    info = parse_cpuinfo(text, arch)
+    assert info.u8s8_saturates is saturates
+    assert info.to_dict()["u8s8_saturates"] is saturates
+
+
 def test_only_the_first_processor_is_read():
     info = parse_cpuinfo(SAPPHIRE_RAPIDS, "x86_64")
     assert info.model == "Intel(R) Xeon(R) Processor"

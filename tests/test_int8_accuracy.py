@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from swin_edge.backends.onnxrt import OnnxrtRunner
+from swin_edge.backends.onnxrt import OnnxrtRunner, OrtConfig
 from swin_edge.digits import DIGITS_CONFIG, load_digits_split
 from swin_edge.export import ExportConfig, torch_to_onnx
 from swin_edge.metrics import accuracy, fidelity
@@ -50,3 +50,21 @@ def test_int8_top1_within_one_point_of_fp32(digits, tmp_path, target, engine):
     fid = fidelity(digits["fp32"], logits)
     assert fid.top1_agreement >= 0.98 and fid.cosine > 0.99
     assert not np.allclose(logits, digits["fp32"])  # it really is a different (int8) model
+
+
+def test_fast_u8s8_kernels_of_x86_without_vnni_would_lose_fidelity(digits, tmp_path):
+    """Why ONNX Runtime runs its exact kernels on x86 CPUs without VNNI (``OrtConfig``'s
+    ``exact_u8s8``): emulating their int16 pair saturation on the trained model costs far more
+    SQNR than the quantization itself, while the exact run keeps it."""
+    from swin_edge.backends.onnxrt_u8s8 import saturating_file
+
+    out = tmp_path / "int8-cpu.onnx"
+    quantize_onnx(digits["path"], out, digits["calib"], QuantRecipe(target="cpu"))
+    sat = tmp_path / "int8-cpu.saturating.onnx"
+    assert saturating_file(out, sat) == 18  # every linear layer: qkv, proj, fc1, fc2, merge, head
+    x, ref = digits["x"][:128], digits["fp32"][:128]
+    with OnnxrtRunner(out, OrtConfig(lower_int8=False)) as r:
+        exact = fidelity(ref, r.infer_all(x, batch_size=64)).sqnr_db
+    with OnnxrtRunner(sat, OrtConfig(lower_int8=False)) as r:
+        clamped = fidelity(ref, r.infer_all(x, batch_size=64)).sqnr_db
+    assert exact > 30 and clamped < exact - 6, (exact, clamped)

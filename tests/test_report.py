@@ -85,3 +85,17 @@ def test_load_report_errors(tmp_path):
     bad.write_text('{"results": []}')
     with pytest.raises(SwinEdgeError, match="not a swin_edge report"):
         load_report(bad)
+
+
+@pytest.mark.parametrize("saturates", [True, False])
+def test_selection_says_when_onnx_runtime_ran_its_exact_kernels(saturates):
+    cand = dict(runtime="ort", variant="as-written", precision="int8", threads=1, model="m")
+    sel = {
+        "precision": "int8",
+        "cpu": {"model": "AMD EPYC", "class": "amd-avx2", "u8s8_saturates": saturates},
+        "chosen": dict(cand, key="ort/as-written/1t"),
+        "candidates": [{"candidate": cand, "median_p50_ms": 90.0, "latency_vs_chosen": 1.0}],
+    }
+    md = render_markdown(dict(REPORT, runtime_selection=sel))
+    assert "**ort/as-written/1t** deployed" in md
+    assert ("exact u8u8 kernels" in md) is saturates

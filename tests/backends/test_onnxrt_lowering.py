@@ -125,6 +125,23 @@ def test_runner_lowers_cpu_recipe_and_keeps_its_accuracy(tiny_models, tmp_path):
     assert np.allclose(y_file, y_low, atol=1e-5)
 
 
+@pytest.mark.parametrize("lower", [True, False])
+def test_exact_u8s8_gives_the_default_kernels_outputs_bit_for_bit(tiny_models, lower):
+    """ONNX Runtime's exact u8u8 rewrite (``exact_u8s8``) computes the same integer products as
+    the default kernels where those are exact (VNNI/AMX); where they saturate (AVX2, AVX-512
+    without VNNI) the default is the exact setting itself. Either way: identical outputs."""
+    from swin_edge.cpu import cpu_info
+
+    _, int8, x = tiny_models
+    with OnnxrtRunner(int8, OrtConfig(threads=1, lower_int8=lower, exact_u8s8=True)) as r:
+        forced = r.infer_all(x)
+        assert r.runtime_info()["exact_u8s8"] is True
+    with OnnxrtRunner(int8, OrtConfig(threads=1, lower_int8=lower)) as r:
+        auto = r.infer_all(x)
+        assert r.runtime_info()["exact_u8s8"] is cpu_info().u8s8_saturates
+    np.testing.assert_array_equal(forced, auto)
+
+
 def test_models_with_subgraphs_are_left_alone():
     model = qdq_gemm(True, True, np.array(128, np.uint8))
     branch = helper.make_graph(

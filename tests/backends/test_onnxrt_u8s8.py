@@ -1,0 +1,150 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from swin_edge.backends.onnxrt_u8s8 import saturating_model
+from swin_edge.errors import SwinEdgeError
+
+from .test_onnxrt_lowering import M, N, qdq_gemm
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # Q/DQ as float
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
+
+
+def qdq_matmul(
+    weight: np.ndarray, x_shape: list[int], a_zp: int, second: str = "weight"
+) -> onnx.ModelProto:
+    """x -> Q(u8) -> DQ -> MatMul with DQ(int8 weight (K, N)), per-tensor scales; or, with
+    ``second="activation"``, a MatMul of two u8 activations (attention's kind)."""
+    k, n = weight.shape
+    inits = [
+        numpy_helper.from_array(np.array(1.0, np.float32), "a_s"),
+        numpy_helper.from_array(np.array(a_zp, np.uint8), "a_zp"),
+        numpy_helper.from_array(weight, "w_q"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "w_s"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "a_s", "a_zp"], ["x_q"]),
+        helper.make_node("DequantizeLinear", ["x_q", "a_s", "a_zp"], ["x_dq"]),
+    ]
+    if second == "weight":
+        nodes.append(helper.make_node("DequantizeLinear", ["w_q", "w_s"], ["w"]))
+        rhs = "w"
+    else:  # x @ x^T, both uint8
+        nodes.append(helper.make_node("Transpose", ["x_dq"], ["x_t"], perm=[1, 0]))
+        rhs = "x_t"
+    nodes.append(helper.make_node("MatMul", ["x_dq", rhs], ["y"]))
+    out_cols = n if second == "weight" else x_shape[0]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*x_shape[:-1], out_cols])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def clamped_reference(x_q: np.ndarray, weight: np.ndarray, zp: int) -> np.ndarray:
+    """The vpmaddubsw arithmetic in int64: neighbouring products along K summed and clamped to
+    int16, an unpaired last product kept, then the zero-point correction."""
+    prod = x_q.astype(np.int64)[..., :, None] * weight.astype(np.int64)
+    k2 = weight.shape[0] // 2 * 2
+    pairs = np.clip(prod[..., 0:k2:2, :] + prod[..., 1:k2:2, :], -32768, 32767)
+    return pairs.sum(-2) + prod[..., k2:, :].sum(-2) - zp * weight.astype(np.int64).sum(0)
+
+
+def test_a_pair_of_full_scale_products_is_clamped_to_int16():
+    """255 * 127 + 255 * 127 = 64770 does not fit int16: the kernel keeps 32767."""
+    model = qdq_matmul(np.array([[127], [127]], np.int8), [1, 2], a_zp=0)
+    x = np.array([[255.0, 255.0]], np.float32)
+    assert run(model, x)[0, 0] == 64770.0
+    emulated, count = saturating_model(model)
+    assert count == 1
+    assert run(emulated, x)[0, 0] == 32767.0
+
+
+@pytest.mark.parametrize("k", [6, 7])  # odd K: the last product has no partner
+def test_matmul_with_batch_dims_matches_the_int_reference(k):
+    rng = np.random.default_rng(k)
+    weight = rng.integers(-127, 128, (k, 5)).astype(np.int8)
+    codes = rng.integers(0, 256, (2, 3, k))
+    x = (codes - 100).astype(np.float32)  # scale 1, zero point 100: these u8 codes exactly
+    model = qdq_matmul(weight, [2, 3, k], a_zp=100)
+    emulated, _ = saturating_model(model)
+    want = clamped_reference(codes, weight, 100)
+    got = run(emulated, x)
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    exact = run(model, x)
+    assert not np.array_equal(got, exact)  # random full-scale codes do clamp
+
+
+@pytest.mark.parametrize("trans_b", [True, False])
+def test_gemm_without_clamping_equals_the_qdq_model(trans_b):
+    """Small activation codes never reach int16's limit: the rewrite (per-channel scales,
+    int32 bias, either weight layout) then computes the Q/DQ Gemm itself."""
+    model = qdq_gemm(trans_b, True, np.array(0, np.uint8))
+    x = np.random.default_rng(1).uniform(0, 3.0, (M, 24)).astype(np.float32)  # codes <= 100
+    emulated, count = saturating_model(model)
+    assert count == 1
+    np.testing.assert_allclose(run(emulated, x), run(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_with_large_codes_differs_where_pairs_clamp():
+    model = qdq_gemm(True, True, np.array(128, np.uint8))
+    x = np.random.default_rng(2).uniform(0, 3.8, (M, 24)).astype(np.float32)  # codes 128-255
+    emulated, _ = saturating_model(model)
+    diff = np.abs(run(emulated, x) - run(model, x))
+    assert 0 < (diff > 1e-3).mean() < 1  # some outputs clamp, not all
+    assert run(emulated, x).shape == (M, N)
+
+
+def test_activation_by_activation_matmuls_are_kept():
+    """u8 x u8 products (attention) run in exact u8u8 kernels: not rewritten."""
+    model = qdq_matmul(np.zeros((4, 4), np.int8), [4, 4], a_zp=0, second="activation")
+    emulated, count = saturating_model(model)
+    assert count == 0
+    assert [n.op_type for n in emulated.graph.node] == [n.op_type for n in model.graph.node]
+
+
+def test_old_opsets_are_refused():
+    model = qdq_matmul(np.ones((2, 1), np.int8), [1, 2], a_zp=0)
+    model.opset_import[0].version = 11
+    with pytest.raises(SwinEdgeError, match="opset >= 13"):
+        saturating_model(model)
+
+
+def test_exact_u8s8_rewrites_the_weights_as_uint8(tmp_path):
+    """The session entry is what makes ONNX Runtime's optimized graph carry uint8 weights
+    (its Avx2WeightS8ToU8Transformer), so it is applied, not only recorded."""
+    src = tmp_path / "m.onnx"
+    onnx.save(qdq_gemm(True, True, np.array(128, np.uint8)), src)
+
+    def weight_types(exact: bool) -> set[int]:
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / f"opt{int(exact)}.onnx")
+        if exact:
+            so.add_session_config_entry("session.x64quantprecision", "1")
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        opt = onnx.load(so.optimized_model_filepath)
+        inits = {t.name: t.data_type for t in opt.graph.initializer}
+        return {inits[n.input[3]] for n in opt.graph.node if n.op_type == "QGemm"}
+
+    assert weight_types(False) == {TensorProto.INT8}
+    assert weight_types(True) == {TensorProto.UINT8}
+
+
+@pytest.mark.parametrize("saturates", [True, False])
+def test_the_default_follows_this_cpu_and_an_explicit_setting_wins(monkeypatch, saturates):
+    from swin_edge.backends import onnxrt
+
+    monkeypatch.setattr(onnxrt, "u8s8_saturates_here", lambda: saturates)
+    assert onnxrt.OrtConfig().exact_u8s8_applied is saturates
+    assert onnxrt.OrtConfig(exact_u8s8=False).exact_u8s8_applied is False
+    assert onnxrt.OrtConfig(exact_u8s8=True).exact_u8s8_applied is True
