@@ -252,6 +252,7 @@ def test_repository_layout_manifest_and_ensemble(onnx_files, tmp_path):
     assert [s.model_name for s in steps] == ["micro_int8_python_preprocess", "micro_int8_python"]
     assert dict(steps[1].output_map) == {"logits": "logits"}
     assert "micro_int8_python_jpeg" in (out / "README.md").read_text()
+    assert "without VNNI" not in (out / "README.md").read_text()  # no int8 ONNX Runtime model
     assert not list(tmp_path.glob(".repo.*"))  # no staging debris
 
 
@@ -465,6 +466,8 @@ def test_repository_from_a_cpu_build_run_folder(onnx_files, tmp_path):
     cfg = validate_repository(tmp_path / "repo")["micro_int8_onnxruntime"]
     assert cfg.parameters["intra_op_thread_count"].string_value == "2"
     assert cfg.max_batch_size == 8
+    readme = (tmp_path / "repo" / "README.md").read_text()
+    assert "`micro_int8_onnxruntime` on an x86 CPU without VNNI" in readme  # Triton's ORT: u8s8
     with pytest.raises(SwinEdgeError, match="not a finished build run folder"):
         repository_from_run(tmp_path, tmp_path / "repo3")
 

@@ -496,7 +496,14 @@ Dynamic batching: {batching}.
 Triton loads every model here at start; a backend your server lacks (OpenVINO on Jetson, a GPU
 model on a CPU-only host) fails its model, so start with
 `--model-control-mode=explicit --load-model=<name>` to load only some.
-{ensemble}
+{ensemble}{u8s8}"""
+
+U8S8_NOTE = """
+`{name}` on an x86 CPU without VNNI or AMX (AVX2 only, or AVX-512 without VNNI):
+Triton's ONNX Runtime backend cannot set `session.x64quantprecision`, so it runs ONNX Runtime's
+fast u8s8 kernels, which sum pairs of products in saturating int16 and lose fidelity
+(`scripts/u8s8_saturation.py` in swin_edge prints how much for this model). Serve the OpenVINO
+or Python-backend model on such a CPU; with VNNI or AMX the kernels are exact.
 """
 
 
@@ -527,6 +534,13 @@ def _readme(
     prepare = (
         "./build_engines.sh     # once, on the device: TensorRT engines\n    " if pending else ""
     )
+    cpu_int8_ort = [
+        n
+        for n, m in res_models.items()
+        if m["backend"] == "onnxruntime_onnx"
+        and m.get("precision") == "int8"
+        and m.get("device", "cpu") == "cpu"
+    ]
     return README.format(
         name=base,
         swin_edge=__version__,
@@ -534,6 +548,7 @@ def _readme(
         rows=rows,
         batching=batch,
         ensemble=ensemble,
+        u8s8=U8S8_NOTE.format(name=cpu_int8_ort[0]) if cpu_int8_ort else "",
     )
 
 
