@@ -61,8 +61,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
 if ! "$PYTHON" -c 'import swin_edge' >/dev/null 2>&1; then
-  echo "swin_edge is not importable by $PYTHON: pip install 'swin_edge[openvino]'" \
-    "(or set PYTHON to an interpreter that has it)" >&2
+  echo "swin_edge is not importable by $PYTHON: pip install --no-deps swin_edge &&" \
+    "pip install numpy onnx onnxruntime openvino (or set PYTHON to an interpreter that has it)" >&2
   exit 2
 fi
 exec "$PYTHON" -m swin_edge select-runtime . "$@"
@@ -74,7 +74,8 @@ Packed by swin_edge {version}. {packed}
 
 On the box that serves the model:
 
-    pip install 'swin_edge[openvino]'   # OpenVINO is optional; without it ONNX Runtime is used
+    pip install --no-deps swin_edge     # serving needs none of the build tools (torch, NNCF)
+    pip install numpy onnx onnxruntime openvino   # OpenVINO optional: else ONNX Runtime only
     ./select_runtime.sh                 # times every candidate here, writes deploy.json
 
 then in Python:

@@ -264,3 +264,35 @@ def test_loading_on_another_cpu_class_warns_to_reselect(int8_tar, tmp_path, monk
     with pytest.warns(UserWarning, match="select_runtime.sh"):
         runner = load_deployed(b / "deploy.json")
     assert Path(runner.model_path).parent == b
+
+
+BUILD_ONLY = ("torch", "nncf", "onnxscript", "onnxconverter_common", "matplotlib", "tqdm", "PIL")
+SERVE_WITHOUT_BUILD_TOOLS = """
+import sys
+class NoBuildTools:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is a build tool, not installed on a serving box")
+sys.meta_path.insert(0, NoBuildTools())
+from swin_edge.cli import main
+assert main(["select-runtime", {bundle!r}, "--runtime", "ort", *{fast!r}]) == 0
+import numpy as np
+from swin_edge.runtime_select import load_deployed
+with np.load({bundle!r} + "/check.npz") as z:
+    images = z["input"]
+with load_deployed({bundle!r}) as runner:
+    print("logits", runner.infer_all(images).shape)
+"""
+
+
+def test_a_serving_box_needs_no_build_tools(int8_tar, tmp_path):
+    """The bundle README's lean install (swin_edge --no-deps + numpy, onnx, onnxruntime): the
+    selection and the loader import none of torch, NNCF, matplotlib, Pillow."""
+    b = extract(int8_tar, tmp_path / "b")
+    code = SERVE_WITHOUT_BUILD_TOOLS.format(blocked=set(BUILD_ONLY), bundle=str(b), fast=FAST)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "logits (8, " in proc.stdout
+    assert "--no-deps swin_edge" in (b / "README.md").read_text()
