@@ -7,10 +7,12 @@ not a test), on any machine.
 On AVX2 and AVX-512 without VNNI, ONNX Runtime's u8 x s8 GEMM kernels sum each neighbouring
 pair of products in saturating int16 (``vpmaddubsw``); swin_edge therefore runs ONNX Runtime's
 exact u8u8 kernels there (``OrtConfig.exact_u8s8``, ``session.x64quantprecision``). This prints,
-against the FP32 model, the INT8 model as ONNX Runtime runs it exactly and as those fast kernels
-would run it (:func:`swin_edge.backends.onnxrt_u8s8.saturating_model`, emulated in float): how
-much the exact setting is worth on such a CPU, e.g. for another runtime or server (Triton's
-ONNX Runtime backend cannot set it) that uses the default kernels.
+against the FP32 model, the INT8 model as ONNX Runtime runs it exactly, with its default kernels
+on this CPU (exact with VNNI/AMX), and as the fast kernels of a CPU without VNNI would run it
+(:func:`swin_edge.backends.onnxrt_u8s8.saturating_model`, emulated in float): how much the exact
+setting is worth on such a CPU, e.g. for a runtime or server that uses the default kernels
+(Triton's ONNX Runtime backend cannot set it). Under ``scripts/avx2_view.sh`` the second row is
+those fast kernels themselves, natively.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,21 +42,27 @@ def main() -> int:
     args = parser.parse_args()
     try:
         data = load_images(args.eval_dir, common.preprocess_of(args.fp32), args.num_images)
-        cfg = OrtConfig(threads=args.threads, lower_int8=False)
-        with OnnxrtRunner(args.fp32, cfg) as r:
-            ref = r.infer_all(data.images, batch_size=1)
-        with OnnxrtRunner(args.int8, cfg) as r:
-            exact = r.infer_all(data.images, batch_size=1)
+        cfg = OrtConfig(threads=args.threads, lower_int8=False, exact_u8s8=False)
+
+        def infer(path: Path | str, exact: bool = False) -> np.ndarray:
+            with OnnxrtRunner(path, replace(cfg, exact_u8s8=exact)) as r:
+                return r.infer_all(data.images, batch_size=1)
+
+        ref, exact, default = infer(args.fp32), infer(args.int8, True), infer(args.int8)
         with tempfile.TemporaryDirectory() as tmp:
             emulated = Path(tmp) / "saturating.onnx"
             gemms = saturating_file(args.int8, emulated)
-            with OnnxrtRunner(emulated, cfg) as r:
-                clamped = r.infer_all(data.images, batch_size=1)
+            clamped = infer(emulated)
     except SwinEdgeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{args.int8}: {gemms} u8 x s8 GEMMs; {len(data.images)} images; against FP32:")
-    for name, out in (("exact kernels", exact), ("x86 without VNNI, fast kernels", clamped)):
+    rows = (
+        ("exact (x64quantprecision)", exact),
+        ("ONNX Runtime's defaults here", default),
+        ("emulated fast kernels, no VNNI", clamped),
+    )
+    for name, out in rows:
         f = fidelity(ref, out)
         acc = ""
         if data.labels is not None and len(np.unique(data.labels)) > 1:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -155,3 +157,51 @@ def test_the_default_follows_this_cpu_and_an_explicit_setting_wins(monkeypatch, 
     assert onnxrt.OrtConfig().exact_u8s8_applied is saturates
     assert onnxrt.OrtConfig(exact_u8s8=False).exact_u8s8_applied is False
     assert onnxrt.OrtConfig(exact_u8s8=True).exact_u8s8_applied is True
+
+
+AVX2_VIEW = Path(__file__).resolve().parents[2] / "scripts" / "avx2_view.sh"
+DEFAULT_KERNELS = """
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+model, x, out = sys.argv[1:]
+results = {}
+for exact in (False, True):
+    so = ort.SessionOptions()
+    if exact:
+        so.add_session_config_entry("session.x64quantprecision", "1")
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    results["exact" if exact else "default"] = sess.run(None, {"x": np.load(x)})[0]
+np.savez(out, **results)
+"""
+
+
+def test_onnx_runtime_avx2_kernels_compute_what_the_emulation_says(tmp_path):
+    """Natively, where this machine can pretend to be AVX2-only (scripts/avx2_view.sh: CPUID
+    faulting): ONNX Runtime's default kernels then clamp exactly as ``saturating_model`` does,
+    and ``session.x64quantprecision`` gives the Q/DQ arithmetic back."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("cc") is None or "cpuid_fault" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip("needs a C compiler and CPUID faulting (cpuid_fault) to view the CPU as AVX2")
+    model = qdq_gemm(True, True, np.array(128, np.uint8))
+    x = np.random.default_rng(2).uniform(0, 3.8, (M, 24)).astype(np.float32)  # codes 128-255
+    onnx.save(model, tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "run.py").write_text(DEFAULT_KERNELS)
+    args = [str(tmp_path / p) for p in ("run.py", "m.onnx", "x.npy", "out.npz")]
+    proc = subprocess.run(
+        [str(AVX2_VIEW), sys.executable, *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    native = np.load(tmp_path / "out.npz")
+    emulated = run(saturating_model(model)[0], x)
+    qdq = run(model, x)
+    assert np.abs(emulated - qdq).max() > 1.0  # this input clamps
+    np.testing.assert_allclose(native["default"], emulated, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(native["exact"], qdq, rtol=1e-5, atol=1e-4)
