@@ -39,6 +39,7 @@ class BuildConfig:
     engine: str = "ort"
     calibration: str = "minmax"
     keep_float: tuple[str, ...] = ()
+    gemm_input_bits: int = 8  # cpu recipe: 7 for exact fast kernels on x86 without VNNI
     out: str | None = None
     batch: int = 1
     dynamic_batch: bool = False
@@ -170,6 +171,8 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
 
     check_run_folder(cfg.out_dir)
     target = resolve_target(cfg.target, cfg.precision)
+    if cfg.gemm_input_bits != 8 and (target != "cpu" or cfg.precision != "int8"):
+        raise SwinEdgeError("--gemm-input-bits 7 is for --precision int8 --target cpu")
     if target == "cpu":  # bf16 without BF16 hardware, a pinned runtime that is missing, ...
         from .runtime_select import cpu_candidates
 
@@ -273,6 +276,7 @@ def _build_into(
                 engine=cfg.engine,
                 calibration=cfg.calibration,
                 keep_float=cfg.keep_float,
+                gemm_input_bits=cfg.gemm_input_bits,
             )
             int8_path = out / f"model.int8-{recipe.target}.onnx"
             qres = quantize_onnx(fp32.path, int8_path, calib.images, recipe)

@@ -189,4 +189,10 @@ def test_quantize_bad_inputs(tmp_path, capsys):
     main(["export", "--img-size", "64", "--window-size", "2", "--out", str(fp32)])
     assert main(["quantize", str(fp32), "--calib-dir", str(empty)]) == 2
     assert "no usable images in" in capsys.readouterr().err
+    seven = ["quantize", str(fp32), "--target", "tensorrt", "--gemm-input-bits", "7"]
+    assert main(seven) == 2
+    err = capsys.readouterr().err
+    assert "--gemm-input-bits 7 is for --target cpu" in err and len(err.strip().splitlines()) == 1
+    assert main(["deploy", "--onnx", str(fp32), "--gemm-input-bits", "7"]) == 2  # TensorRT
+    assert "argument --gemm-input-bits" in capsys.readouterr().err
     assert not list(tmp_path.glob("*int8*"))

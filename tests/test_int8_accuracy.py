@@ -68,3 +68,58 @@ def test_fast_u8s8_kernels_of_x86_without_vnni_would_lose_fidelity(digits, tmp_p
     with OnnxrtRunner(sat, OrtConfig(lower_int8=False)) as r:
         clamped = fidelity(ref, r.infer_all(x, batch_size=64)).sqnr_db
     assert exact > 30 and clamped < exact - 6, (exact, clamped)
+
+
+def test_seven_bit_gemm_inputs_never_clamp_and_stay_accurate(digits, tmp_path):
+    """``--gemm-input-bits 7``: the fast u8s8 kernels of x86 CPUs without VNNI clamp nothing on
+    this model (the emulated clamp changes no output), the runner leaves ONNX Runtime's fast
+    kernels on there, and top-1 stays within a point of FP32 at a few dB of SQNR."""
+    import onnx
+
+    from swin_edge.backends import onnxrt
+    from swin_edge.backends.onnxrt_u8s8 import saturating_model
+    from swin_edge.quantize.u8s8_safe import gemm_input_bits
+
+    out = tmp_path / "int8-cpu7.onnx"
+    recipe = QuantRecipe(target="cpu", gemm_input_bits=7)
+    quantize_onnx(digits["path"], out, digits["calib"], recipe)
+    model = onnx.load(str(out))
+    assert gemm_input_bits(model) == 7
+    assert onnxrt.OrtConfig().exact_u8s8_for(model) is False  # on any CPU: nothing to fix
+    x, ref = digits["x"], digits["fp32"]
+    with OnnxrtRunner(out, OrtConfig(lower_int8=False)) as r:
+        logits = r.infer_all(x, batch_size=64)
+    assert abs(accuracy(logits, digits["y"]).top1 - accuracy(ref, digits["y"]).top1) <= 0.01
+    assert fidelity(ref, logits).sqnr_db > 30
+    clamped, _ = saturating_model(model)
+    unclamped, count = saturating_model(model, clamp=False)
+    assert count == 18
+    outs = []
+    for m, name in ((clamped, "c.onnx"), (unclamped, "u.onnx")):
+        onnx.save(m, tmp_path / name)
+        with OnnxrtRunner(tmp_path / name, OrtConfig(lower_int8=False)) as r:
+            outs.append(r.infer_all(x[:128], batch_size=64))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    # the 8-bit grid of the same model does clamp (the test above measures how much)
+    eight = tmp_path / "int8-cpu.onnx"
+    quantize_onnx(digits["path"], eight, digits["calib"], QuantRecipe(target="cpu"))
+    m8 = onnx.load(str(eight))
+    for m, name in (
+        (saturating_model(m8)[0], "c8.onnx"),
+        (saturating_model(m8, False)[0], "u8.onnx"),
+    ):
+        onnx.save(m, tmp_path / name)
+    with OnnxrtRunner(tmp_path / "c8.onnx", OrtConfig(lower_int8=False)) as r:
+        c8 = r.infer_all(x[:128], batch_size=64)
+    with OnnxrtRunner(tmp_path / "u8.onnx", OrtConfig(lower_int8=False)) as r:
+        u8 = r.infer_all(x[:128], batch_size=64)
+    assert not np.array_equal(c8, u8)
+
+
+def test_seven_bit_gemm_inputs_are_a_cpu_recipe_option():
+    from swin_edge.errors import SwinEdgeError
+
+    with pytest.raises(SwinEdgeError, match="--gemm-input-bits 7 is for --target cpu"):
+        QuantRecipe(target="tensorrt", gemm_input_bits=7)
+    with pytest.raises(SwinEdgeError, match="choose 8 or 7"):
+        QuantRecipe(gemm_input_bits=6)

@@ -35,9 +35,10 @@ class OrtConfig:
     ``lower_int8``: run uint8 Q/DQ Gemms as MatMulIntegerToFloat (see
     :mod:`~swin_edge.backends.onnxrt_lowering`); False runs the file exactly as written.
     ``exact_u8s8``: set :data:`EXACT_U8S8_ENTRY`; ``None`` (default) sets it exactly where the
-    CPU's fast u8s8 kernels saturate (x86 without VNNI or AMX), so an INT8 model computes the
-    same products on every CPU. Elsewhere it only costs speed: on a VNNI CPU it swaps the exact
-    VNNI kernels for u8u8 ones (Swin-T, 1 thread, AMD EPYC AVX-512 VNNI: 80 vs 46 ms).
+    CPU's fast u8s8 kernels saturate (x86 without VNNI or AMX) and the model's GEMM inputs are
+    8-bit (a ``--gemm-input-bits 7`` model never clamps), so an INT8 model computes the same
+    products on every CPU. Elsewhere it only costs speed: on a VNNI CPU it swaps the exact VNNI
+    kernels for u8u8 ones (Swin-T, 1 thread, AMD EPYC AVX-512 VNNI: 80 vs 46 ms).
     """
 
     threads: int = 0
@@ -46,10 +47,13 @@ class OrtConfig:
     lower_int8: bool = True
     exact_u8s8: bool | None = None
 
-    @property
-    def exact_u8s8_applied(self) -> bool:
-        """Whether sessions get :data:`EXACT_U8S8_ENTRY` (``exact_u8s8`` resolved here)."""
-        return u8s8_saturates_here() if self.exact_u8s8 is None else self.exact_u8s8
+    def exact_u8s8_for(self, model: onnx.ModelProto | None) -> bool:
+        """Whether a session of ``model`` gets :data:`EXACT_U8S8_ENTRY` on this machine."""
+        if self.exact_u8s8 is not None:
+            return self.exact_u8s8
+        from ..quantize.u8s8_safe import gemm_input_bits
+
+        return u8s8_saturates_here() and (model is None or gemm_input_bits(model) == 8)
 
 
 class OnnxrtRunner(StaticBatchInference):
@@ -60,6 +64,7 @@ class OnnxrtRunner(StaticBatchInference):
         self.config = config or OrtConfig()
         self.session = None
         self.lowered_gemms = 0
+        self.exact_u8s8 = False
 
     def __enter__(self) -> OnnxrtRunner:
         self.activate()
@@ -82,11 +87,12 @@ class OnnxrtRunner(StaticBatchInference):
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }
         so.graph_optimization_level = levels[self.config.optimization]
-        if self.config.exact_u8s8_applied:
-            so.add_session_config_entry(EXACT_U8S8_ENTRY, "1")
         source = None
         disabled: list[str] = []
         model = self._read_model()
+        self.exact_u8s8 = self.config.exact_u8s8_for(model)
+        if self.exact_u8s8:
+            so.add_session_config_entry(EXACT_U8S8_ENTRY, "1")
         if model is not None:  # an unreadable file is left for ONNX Runtime to report
             check_image_model(model, self.model_path)
             from ..quantize.fp16 import ort_disabled_optimizers  # float16 Q/DQ scales
@@ -115,7 +121,7 @@ class OnnxrtRunner(StaticBatchInference):
             "threads": self.config.threads,
             "lower_int8": self.config.lower_int8,
             "lowered_gemms": self.lowered_gemms,
-            "exact_u8s8": self.config.exact_u8s8_applied,
+            "exact_u8s8": self.exact_u8s8,
         }
 
     def _read_model(self) -> onnx.ModelProto | None:

@@ -78,6 +78,7 @@ def _clamped_gemm(
     scale: np.ndarray,
     bias: np.ndarray | None,
     prefix: str,
+    clamp: bool = True,
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes computing ``out`` = (sum_j clamp16(pair_j) - zp * colsum(W)) * scale (+ bias)."""
     k = weight.shape[0]
@@ -117,7 +118,9 @@ def _clamped_gemm(
         helper.make_node("Mul", [p + "ae3", t["w_even"]], [p + "pe"]),
         helper.make_node("Mul", [p + "ao3", t["w_odd"]], [p + "po"]),
         helper.make_node("Add", [p + "pe", p + "po"], [p + "pair"]),
-        helper.make_node("Clip", [p + "pair", t["lo"], t["hi"]], [p + "clamped"]),
+        helper.make_node("Clip", [p + "pair", t["lo"], t["hi"]], [p + "clamped"])
+        if clamp
+        else helper.make_node("Identity", [p + "pair"], [p + "clamped"]),
         helper.make_node("ReduceSum", [p + "clamped", t["pair_axis"]], [p + "acc"], keepdims=0),
     ]
     acc = p + "acc"
@@ -141,10 +144,11 @@ def _clamped_gemm(
     return nodes, inits
 
 
-def saturating_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+def saturating_model(model: onnx.ModelProto, clamp: bool = True) -> tuple[onnx.ModelProto, int]:
     """A copy of Q/DQ ``model`` whose u8 x s8 weight GEMMs clamp each pair of products to
     int16 as ONNX Runtime's u8s8 kernels do on x86 without VNNI; and how many were rewritten.
-    Other nodes (u8 x u8 attention matmuls, which those CPUs run exactly) are kept."""
+    Other nodes (u8 x u8 attention matmuls, which those CPUs run exactly) are kept.
+    ``clamp=False``: the same graph without the clamp (equal outputs: nothing clamped)."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         raise SwinEdgeError(f"u8s8 emulation needs ONNX opset >= 13 (the model has {opset})")
@@ -161,7 +165,7 @@ def saturating_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         if parts is None:
             nodes.append(node)
             continue
-        sub, sub_inits = _clamped_gemm(node.output[0], *parts, prefix=f"u8s8_{count}/")
+        sub, sub_inits = _clamped_gemm(node.output[0], *parts, prefix=f"u8s8_{count}/", clamp=clamp)
         nodes += sub
         new_inits += sub_inits
         count += 1

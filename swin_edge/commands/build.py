@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibration", default="minmax", choices=["minmax", "entropy", "percentile"]
     )
     parser.add_argument("--keep-float", action="append", default=[], metavar="PATTERN")
+    common.add_gemm_input_bits_arg(parser)
     parser.add_argument(
         "--out", type=common.run_folder, help="run folder (default runs/<model>-<precision>)"
     )
@@ -114,6 +115,7 @@ def _config(args: argparse.Namespace):
         engine=args.engine,
         calibration=args.calibration,
         keep_float=tuple(args.keep_float),
+        gemm_input_bits=args.gemm_input_bits,
         out=args.out,
         batch=args.batch,
         dynamic_batch=args.dynamic_batch or (args.triton is not None and args.dla is None),

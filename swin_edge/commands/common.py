@@ -348,6 +348,20 @@ def add_timing_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_gemm_input_bits_arg(parser: argparse.ArgumentParser) -> None:
+    """--gemm-input-bits: 7-bit GEMM inputs for x86 CPUs without VNNI (cpu recipe)."""
+    parser.add_argument(
+        "--gemm-input-bits",
+        type=int,
+        choices=[8, 7],
+        default=8,
+        help="cpu recipe: 7 puts the uint8 inputs of the weight GEMMs on 128 levels, so x86 "
+        "CPUs without VNNI (AVX2) run the model exactly with their fast kernels in any runtime "
+        "(Triton's too), for about 2-5 dB of SQNR (default 8: exact there via ONNX Runtime's "
+        "slower u8u8 kernels)",
+    )
+
+
 def add_sqnr_drop_arg(parser: argparse.ArgumentParser) -> None:
     """--max-sqnr-drop: the CPU runtime selection's fidelity rule."""
     from ..runtime_select import MAX_SQNR_DROP_DB, SQNR_ALWAYS_OK_DB

@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fp16: TensorRT only; bf16: CPU bundles (OpenVINO on AMX-BF16/AVX512-BF16 CPUs)",
     )
     parser.add_argument("--engine", default="ort", choices=["ort", "nncf"], help="quantizer")
+    common.add_gemm_input_bits_arg(parser)
     parser.add_argument("--max-batch", type=common.batch_size, default=8)
     g = parser.add_argument_group("Triton (--format triton)")
     g.add_argument(
@@ -85,6 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
+    cpu_models = args.target == "cpu" or args.format == "triton"
+    if args.gemm_input_bits != 8 and (args.precision != "int8" or not cpu_models):
+        raise common.ArgError(
+            "argument --gemm-input-bits: 7 is for the cpu recipe's INT8 models (--target cpu, "
+            "or the CPU models of --format triton)"
+        )
     if args.target == "cpu":
         _check_cpu(args)
     elif args.precision == "bf16":
@@ -158,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
                     fp32,
                     Path(work) / "model.int8-cpu.onnx",
                     calib.images,
-                    QuantRecipe(target="cpu", engine=args.engine),
+                    QuantRecipe(
+                        target="cpu", engine=args.engine, gemm_input_bits=args.gemm_input_bits
+                    ),
                 ).path
         bundle_path = Path(work) / "bundle.tar.gz" if args.format == "triton" else args.out
         out = make_bundle(bundle_path, fp32, int8, model.cfg.to_dict(), cfg, sha)
@@ -215,7 +224,9 @@ def _run_cpu(args: argparse.Namespace) -> int:
         if args.precision == "int8":
             calib = load_images(args.calib_dir, pp, args.num_images, args.seed)
             images, sha = calib.images, calib.digest
-            recipe = QuantRecipe(target="cpu", engine=args.engine)
+            recipe = QuantRecipe(
+                target="cpu", engine=args.engine, gemm_input_bits=args.gemm_input_bits
+            )
             int8 = quantize_onnx(fp32, Path(work) / "int8.onnx", images, recipe).path
             ov_int8 = onnx_to_int8_openvino(fp32, Path(work) / "int8-openvino.onnx", images)
         else:  # the check images only

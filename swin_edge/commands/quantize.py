@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Q/DQ scale type; auto: fp16 for tensorrt (an INT8 + FP16 model whose DQ outputs "
         "are FP16 in a strongly typed engine), fp32 for cpu",
     )
+    common.add_gemm_input_bits_arg(parser)
     parser.add_argument(
         "--keep-float",
         action="append",
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         percentile=args.percentile,
         keep_float=tuple(args.keep_float),
         scale_dtype=args.scale_dtype,
+        gemm_input_bits=args.gemm_input_bits,
     )
     pp = common.preprocess_of(args.onnx)
     check_image_model_file(args.onnx, allow_quantized=False)  # before reading any image

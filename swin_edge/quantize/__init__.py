@@ -40,15 +40,20 @@ def quantize_onnx(
         from .nncf_engine import onnx_to_int8_nncf as engine
     else:
         from .onnxrt_engine import onnx_to_int8_ort as engine
-    if not recipe.fp16_scales:
+    if not recipe.fp16_scales and recipe.gemm_input_bits == 8:
         return engine(fp32_path, out_path, images, recipe)
     import tempfile
 
-    from .fp16 import onnx_to_fp16_file
+    with tempfile.TemporaryDirectory(prefix="swin_edge-q-") as work:  # then a second pass
+        res = engine(fp32_path, Path(work) / "int8.onnx", images, recipe)
+        if recipe.fp16_scales:  # an INT8 + FP16 model
+            from .fp16 import onnx_to_fp16_file
 
-    with tempfile.TemporaryDirectory(prefix="swin_edge-q-") as work:  # INT8 + FP16 model
-        res = engine(fp32_path, Path(work) / "fp32-scales.onnx", images, recipe)
-        res.path = onnx_to_fp16_file(res.path, out_path)
+            res.path = onnx_to_fp16_file(res.path, out_path)
+        else:
+            from .u8s8_safe import narrow_file
+
+            res.path = narrow_file(res.path, out_path)  # the same nodes, other grids
     return res
 
 

@@ -24,6 +24,9 @@ class QuantRecipe:
     Both keep LayerNorm, Softmax, GELU, the attention bias/mask add and residual sums in float.
     ``histogram_bins``: histogram size for entropy/percentile calibration.
     ``keep_float``: node-name patterns (e.g. ``fc2``, ``downsample``) left unquantized.
+    ``gemm_input_bits``: 7 puts the uint8 inputs of the weight GEMMs on 128 levels (``cpu``
+    only; :mod:`~swin_edge.quantize.u8s8_safe`): x86 CPUs without VNNI then run the model
+    exactly with their fast u8s8 kernels, in any runtime, for about 2-5 dB of SQNR.
     ``scale_dtype``: Q/DQ scale type. ``auto`` is ``fp16`` for ``tensorrt`` (an INT8 + FP16
     model: DequantizeLinear outputs FP16, LayerNorm/Softmax kept FP32; see
     :mod:`~swin_edge.quantize.fp16`) and ``fp32`` for ``cpu``; ``fp32`` keeps float32 scales.
@@ -37,6 +40,7 @@ class QuantRecipe:
     keep_float: tuple[str, ...] = ()
     per_channel: bool = True
     scale_dtype: str = "auto"
+    gemm_input_bits: int = 8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
@@ -52,6 +56,13 @@ class QuantRecipe:
             raise SwinEdgeError(f"--percentile {self.percentile}: use a value in [90, 100]")
         if not 256 <= self.histogram_bins <= 8192:
             raise SwinEdgeError(f"histogram_bins {self.histogram_bins}: use 256..8192")
+        if self.gemm_input_bits not in (7, 8):
+            raise SwinEdgeError(f"--gemm-input-bits {self.gemm_input_bits}: choose 8 or 7")
+        if self.gemm_input_bits == 7 and self.target != "cpu":
+            raise SwinEdgeError(
+                "--gemm-input-bits 7 is for --target cpu (uint8 activations); TensorRT's int8 "
+                "kernels do not clamp"
+            )
         if self.target == "cpu" and self.scale_dtype == "fp16":
             raise SwinEdgeError("--scale-dtype fp16 is for --target tensorrt; cpu uses fp32")
         if self.engine == "nncf" and self.calibration == "entropy":

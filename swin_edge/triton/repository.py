@@ -239,6 +239,7 @@ def _plan_model(model: TritonModel, batching: BatchingConfig) -> _Planned:
     files: dict[str, Path] = {}
     platform = backend = None
     params: dict[str, Any] = {}
+    extra_info: dict[str, Any] = {}
     if model.backend == "tensorrt":
         platform = "tensorrt_plan"
         if model.model_file is not None:
@@ -251,6 +252,14 @@ def _plan_model(model: TritonModel, batching: BatchingConfig) -> _Planned:
         files["model.onnx"] = Path(model.model_file or model.onnx)
         params = {"intra_op_thread_count": model.threads, "inter_op_thread_count": 1}
         params["execution_mode"] = 0  # sequential: Swin is a chain, not branches
+        if model.precision == "int8":  # 7: exact on x86 without VNNI with the default kernels
+            import onnx
+
+            from ..quantize.u8s8_safe import gemm_input_bits
+
+            extra_info["gemm_input_bits"] = gemm_input_bits(
+                onnx.load(str(files["model.onnx"]), load_external_data=False)
+            )
     elif model.backend == "openvino":
         backend = "openvino"
         src = Path(model.model_file or model.onnx)
@@ -296,6 +305,7 @@ def _plan_model(model: TritonModel, batching: BatchingConfig) -> _Planned:
         "max_batch_size": mbs,
         "dynamic_batching": mbs > 0 and batching.dynamic,
         "source_onnx": Path(model.onnx).name,
+        **extra_info,
     }
     return _Planned(model.name, render_pbtxt(fields), files, io_cfg, info)
 
@@ -502,8 +512,9 @@ U8S8_NOTE = """
 `{name}` on an x86 CPU without VNNI or AMX (AVX2 only, or AVX-512 without VNNI):
 Triton's ONNX Runtime backend cannot set `session.x64quantprecision`, so it runs ONNX Runtime's
 fast u8s8 kernels, which sum pairs of products in saturating int16 and lose fidelity
-(`scripts/u8s8_saturation.py` in swin_edge prints how much for this model). Serve the OpenVINO
-or Python-backend model on such a CPU; with VNNI or AMX the kernels are exact.
+(`scripts/u8s8_saturation.py` in swin_edge prints how much for this model). Serve the
+Python-backend model on such a CPU, or quantize with `--gemm-input-bits 7` (exact there with the
+fast kernels, in ONNX Runtime and OpenVINO); with VNNI or AMX the kernels are exact.
 """
 
 
@@ -540,6 +551,7 @@ def _readme(
         if m["backend"] == "onnxruntime_onnx"
         and m.get("precision") == "int8"
         and m.get("device", "cpu") == "cpu"
+        and m.get("gemm_input_bits", 8) == 8
     ]
     return README.format(
         name=base,

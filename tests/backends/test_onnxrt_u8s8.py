@@ -152,11 +152,16 @@ def test_exact_u8s8_rewrites_the_weights_as_uint8(tmp_path):
 @pytest.mark.parametrize("saturates", [True, False])
 def test_the_default_follows_this_cpu_and_an_explicit_setting_wins(monkeypatch, saturates):
     from swin_edge.backends import onnxrt
+    from swin_edge.quantize.u8s8_safe import GEMM_INPUT_BITS_KEY
 
     monkeypatch.setattr(onnxrt, "u8s8_saturates_here", lambda: saturates)
-    assert onnxrt.OrtConfig().exact_u8s8_applied is saturates
-    assert onnxrt.OrtConfig(exact_u8s8=False).exact_u8s8_applied is False
-    assert onnxrt.OrtConfig(exact_u8s8=True).exact_u8s8_applied is True
+    model = qdq_gemm(True, True, np.array(128, np.uint8))
+    assert onnxrt.OrtConfig().exact_u8s8_for(model) is saturates
+    assert onnxrt.OrtConfig(exact_u8s8=False).exact_u8s8_for(model) is False
+    assert onnxrt.OrtConfig(exact_u8s8=True).exact_u8s8_for(model) is True
+    onnx.helper.set_model_props(model, {GEMM_INPUT_BITS_KEY: "7"})  # never clamps: fast kernels
+    assert onnxrt.OrtConfig().exact_u8s8_for(model) is False
+    assert onnxrt.OrtConfig(exact_u8s8=True).exact_u8s8_for(model) is True
 
 
 AVX2_VIEW = Path(__file__).resolve().parents[2] / "scripts" / "avx2_view.sh"
