@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from swin_edge.model import SwinConfig
+import swin_edge.cpu
+
+# Running the suite as another kind of CPU: SWIN_EDGE_TEST_CPUINFO names a /proc/cpuinfo text
+# that swin_edge's CPU detection reads instead (with scripts/avx2_view.sh, which makes the
+# kernels see the same CPU: see the README's development notes).
+if os.environ.get("SWIN_EDGE_TEST_CPUINFO"):
+    _text = Path(os.environ["SWIN_EDGE_TEST_CPUINFO"]).read_text()
+    swin_edge.cpu.cpu_info = lambda: swin_edge.cpu.parse_cpuinfo(_text, "x86_64")
+
+from swin_edge.model import SwinConfig  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -98,7 +98,7 @@ class OnnxrtRunner(StaticBatchInference):
             from ..quantize.fp16 import ort_disabled_optimizers  # float16 Q/DQ scales
 
             disabled = ort_disabled_optimizers(model)
-            source = self._lowered_bytes(model) if self.config.lower_int8 else None
+            source = self._rewritten_bytes(model)
         try:
             self.session = ort.InferenceSession(
                 source or str(self.model_path),
@@ -131,16 +131,21 @@ class OnnxrtRunner(StaticBatchInference):
         except Exception:
             return None
 
-    def _lowered_bytes(self, model: onnx.ModelProto) -> bytes | None:
-        """``model`` (modified) with its Q/DQ Gemms lowered, or None when there is none."""
+    def _rewritten_bytes(self, model: onnx.ModelProto) -> bytes | None:
+        """``model`` (modified) with its Q/DQ Gemms lowered (``lower_int8``) and, in exact u8s8
+        mode, private weight DQs (:func:`~.onnxrt_u8s8.private_weight_dqs`); None when
+        neither changed anything (ONNX Runtime then reads the file)."""
         from .onnxrt_lowering import has_int8_gemms, lower_int8_gemms
+        from .onnxrt_u8s8 import private_weight_dqs
 
-        if not has_int8_gemms(model):
+        lower = self.config.lower_int8 and has_int8_gemms(model)
+        if not lower and not self.exact_u8s8:
             return None
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
             onnx.load_external_data_for_model(model, str(self.model_path.parent))
-        self.lowered_gemms = lower_int8_gemms(model)
-        return model.SerializeToString() if self.lowered_gemms else None
+        self.lowered_gemms = lower_int8_gemms(model) if lower else 0
+        private = private_weight_dqs(model) if self.exact_u8s8 else 0
+        return model.SerializeToString() if self.lowered_gemms or private else None
 
     def _ensure_active(self) -> None:
         if self.session is None:

@@ -180,3 +180,48 @@ def saturating_file(src: str | Path, dst: str | Path) -> int:
     model, count = saturating_model(onnx.load(str(src)))
     onnx.save(model, str(dst))
     return count
+
+
+def private_weight_dqs(model: onnx.ModelProto) -> int:
+    """Give every DequantizeLinear of a constant int8 tensor (a weight) one consumer and its own
+    initializers, in place; returns how many DQ copies were added. ONNX Runtime's exact mode
+    (``session.x64quantprecision``) converts each quantized node's int8 weight and zero point to
+    uint8 under a derived name, and fails to load ("Attempt to replace the existing tensor")
+    when two nodes share them: e.g. a layer applied twice (CBAM's channel MLP) in the
+    tensorrt recipe. The copies compute the same values."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for n in graph.node:
+        for i, name in enumerate(n.input):
+            consumers.setdefault(name, []).append((n, i))
+    seen: set[str] = set()
+    nodes: list[onnx.NodeProto] = []
+    added = 0
+    for n in graph.node:
+        nodes.append(n)
+        w = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if w is None or w.data_type != TensorProto.INT8:
+            continue
+        users = consumers.get(n.output[0], [])
+        shared = any(i in seen for i in n.input if i in inits)  # with an earlier weight DQ
+        seen.update(i for i in n.input if i in inits)
+        for user, slot in users if shared else users[1:]:
+            added += 1
+            dq = onnx.NodeProto()
+            dq.CopyFrom(n)
+            dq.name = f"{n.name or n.output[0]}/private{added}"
+            dq.output[0] = f"{n.output[0]}/private{added}"
+            for j, name in enumerate(n.input):
+                if name in inits:
+                    t = onnx.TensorProto()
+                    t.CopyFrom(inits[name])
+                    t.name = f"{name}/private{added}"
+                    graph.initializer.append(t)
+                    dq.input[j] = t.name
+            nodes.append(dq)
+            user.input[slot] = dq.output[0]
+    if added:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return added

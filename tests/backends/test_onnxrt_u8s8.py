@@ -122,16 +122,21 @@ def test_old_opsets_are_refused():
         saturating_model(model)
 
 
-def test_exact_u8s8_rewrites_the_weights_as_uint8(tmp_path):
-    """The session entry is what makes ONNX Runtime's optimized graph carry uint8 weights
-    (its Avx2WeightS8ToU8Transformer), so it is applied, not only recorded. ONNX Runtime adds
-    that pass on x86 where its u8u8 and u8s8 kernels differ: every AVX2 CPU, VNNI or not;
-    on AMX that depends on its version (and AMX is exact anyway); elsewhere it is compiled out."""
+def u8u8_rewrite_defined() -> bool:
+    """Whether ONNX Runtime adds its Avx2WeightS8ToU8Transformer here: on x86 where its u8u8
+    and u8s8 kernels differ (every AVX2 CPU, VNNI or not); on AMX that depends on its version
+    (and AMX is exact anyway); elsewhere it is compiled out."""
     from swin_edge.cpu import cpu_info
 
     info = cpu_info()
-    if info.arch not in ("x86_64", "amd64") or info.int8_tier in ("amx", "sse"):
-        pytest.skip(f"ONNX Runtime's u8u8 rewrite is not defined for class {info.cpu_class}")
+    return info.arch in ("x86_64", "amd64") and info.int8_tier not in ("amx", "sse")
+
+
+def test_exact_u8s8_rewrites_the_weights_as_uint8(tmp_path):
+    """The session entry is what makes ONNX Runtime's optimized graph carry uint8 weights
+    (its Avx2WeightS8ToU8Transformer), so it is applied, not only recorded."""
+    if not u8u8_rewrite_defined():
+        pytest.skip("ONNX Runtime's u8u8 rewrite is not defined for this CPU class")
     src = tmp_path / "m.onnx"
     onnx.save(qdq_gemm(True, True, np.array(128, np.uint8)), src)
 
@@ -210,3 +215,59 @@ def test_onnx_runtime_avx2_kernels_compute_what_the_emulation_says(tmp_path):
     assert np.abs(emulated - qdq).max() > 1.0  # this input clamps
     np.testing.assert_allclose(native["default"], emulated, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(native["exact"], qdq, rtol=1e-5, atol=1e-4)
+
+
+def shared_weight_conv_model() -> onnx.ModelProto:
+    """An image model whose one int8 conv weight serves two Convs (a layer applied twice, like
+    CBAM's channel MLP), int8 activations as the tensorrt recipe writes them."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.integers(-127, 128, (3, 3, 1, 1)).astype(np.int8), "w_q"),
+        numpy_helper.from_array(np.full(3, 0.01, np.float32), "w_s"),
+        numpy_helper.from_array(np.zeros(3, np.int8), "w_zp"),
+        numpy_helper.from_array(np.array(0.05, np.float32), "a_s"),
+        numpy_helper.from_array(np.array(0, np.int8), "a_zp"),
+    ]
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], ["w"], axis=0)]
+    x = "input"
+    for i in range(2):
+        nodes += [
+            helper.make_node("QuantizeLinear", [x, "a_s", "a_zp"], [f"q{i}"]),
+            helper.make_node("DequantizeLinear", [f"q{i}", "a_s", "a_zp"], [f"dq{i}"]),
+            helper.make_node("Conv", [f"dq{i}", "w"], [f"c{i}"], name=f"conv{i}"),
+        ]
+        x = f"c{i}"
+    nodes.append(helper.make_node("Flatten", [x], ["logits"]))
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 192])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_exact_u8s8_loads_models_that_share_a_quantized_weight(tmp_path):
+    """ONNX Runtime's u8u8 rewrite fails on a weight two nodes share ("Attempt to replace the
+    existing tensor"); the runner gives each its own copy, and computes what this CPU's own
+    choice computes (exact kernels already, or the exact setting itself)."""
+    from swin_edge.backends.onnxrt import OnnxrtRunner, OrtConfig
+    from swin_edge.backends.onnxrt_u8s8 import private_weight_dqs
+
+    model = shared_weight_conv_model()
+    path = tmp_path / "shared.onnx"
+    onnx.save(model, path)
+    if u8u8_rewrite_defined():  # where ONNX Runtime has the rewrite: its bug, shown
+        so = ort.SessionOptions()
+        so.add_session_config_entry("session.x64quantprecision", "1")
+        with pytest.raises(Exception, match="replace the existing tensor"):
+            ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    outs = []
+    for exact in (True, None):  # None: this CPU's choice (exact where u8s8 kernels clamp)
+        with OnnxrtRunner(path, OrtConfig(exact_u8s8=exact)) as r:
+            outs.append(r.infer(x))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert private_weight_dqs(model) == 1
+    assert private_weight_dqs(model) == 0  # nothing shared any more
