@@ -48,12 +48,19 @@ class OrtConfig:
     exact_u8s8: bool | None = None
 
     def exact_u8s8_for(self, model: onnx.ModelProto | None) -> bool:
-        """Whether a session of ``model`` gets :data:`EXACT_U8S8_ENTRY` on this machine."""
+        """Whether a session of ``model`` gets :data:`EXACT_U8S8_ENTRY` on this machine (by
+        default: a quantized model with 8-bit GEMM inputs on a CPU whose u8s8 kernels clamp;
+        an unreadable model counts as one)."""
         if self.exact_u8s8 is not None:
             return self.exact_u8s8
+        if not u8s8_saturates_here():
+            return False
+        if model is None:
+            return True
         from ..quantize.u8s8_safe import gemm_input_bits
 
-        return u8s8_saturates_here() and (model is None or gemm_input_bits(model) == 8)
+        quantized = any(n.op_type == "DequantizeLinear" for n in model.graph.node)
+        return quantized and gemm_input_bits(model) == 8
 
 
 class OnnxrtRunner(StaticBatchInference):

@@ -167,6 +167,16 @@ def test_the_default_follows_this_cpu_and_an_explicit_setting_wins(monkeypatch, 
     onnx.helper.set_model_props(model, {GEMM_INPUT_BITS_KEY: "7"})  # never clamps: fast kernels
     assert onnxrt.OrtConfig().exact_u8s8_for(model) is False
     assert onnxrt.OrtConfig(exact_u8s8=True).exact_u8s8_for(model) is True
+    fp32 = helper.make_model(  # a float model: nothing for the entry to do
+        helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])],
+            "f",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+            [numpy_helper.from_array(np.ones((2, 1), np.float32), "w")],
+        )
+    )
+    assert onnxrt.OrtConfig().exact_u8s8_for(fp32) is False
 
 
 AVX2_VIEW = Path(__file__).resolve().parents[2] / "scripts" / "avx2_view.sh"
