@@ -161,7 +161,7 @@ def _selection_lines(sel: dict[str, Any] | None) -> list[str]:
         rel = c.get("latency_vs_chosen")
         f = c.get("fidelity") or {}
         sqnr = f.get("sqnr_db")
-        fid = "exact" if f.get("exact") else "-" if sqnr is None else f"{sqnr:.1f} dB"
+        fid = _db(sqnr) if sqnr is not None or f.get("exact") else "-"
         if c.get("rejected"):
             fid += f" (not deployed: {c['rejected']})"
         lines.append(

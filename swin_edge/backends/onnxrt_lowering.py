@@ -45,6 +45,22 @@ def _dq_parts(
     return node.input[0], node.input[1], zp, int(attrs.get("axis", 1))
 
 
+def u8s8_operands(
+    node: onnx.NodeProto, prod: dict[str, onnx.NodeProto], inits: dict[str, onnx.TensorProto]
+) -> tuple[tuple[str, str, str, int], tuple[str, str, str, int]] | None:
+    """The activation and weight :func:`_dq_parts` of a Gemm/MatMul that multiplies uint8
+    activations by a constant int8 weight (what ONNX Runtime's u8s8 kernels run), else None."""
+    if node.op_type not in ("Gemm", "MatMul") or node.domain not in ("", "ai.onnx"):
+        return None
+    a = _dq_parts(prod.get(node.input[0]), inits)
+    w = _dq_parts(prod.get(node.input[1]), inits)
+    if a is None or w is None or w[0] not in inits or not a[2]:
+        return None
+    if _const(inits, a[2]).dtype != np.uint8 or _const(inits, w[0]).dtype != np.int8:
+        return None
+    return a, w
+
+
 def _float_bias(
     name: str, prod: dict[str, onnx.NodeProto], inits: dict[str, onnx.TensorProto], n_out: int
 ) -> np.ndarray | None:

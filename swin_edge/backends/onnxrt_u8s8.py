@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import SwinEdgeError
 from ..onnx_graph import node_attrs
-from .onnxrt_lowering import _const, _dq_parts, _float_bias
+from .onnxrt_lowering import _const, _float_bias, u8s8_operands
 
 INT16_MIN, INT16_MAX = -32768.0, 32767.0
 
@@ -35,20 +35,16 @@ def _weight_gemm(
 ) -> tuple[str, float, np.ndarray, np.ndarray, np.ndarray | None] | None:
     """(u8 activation, its zero point, int8 weight (K, N), per-output scale of the int32
     accumulator, float bias or None) of a Gemm/MatMul the u8s8 kernels run, else None."""
-    if node.op_type not in ("Gemm", "MatMul") or node.domain not in ("", "ai.onnx"):
+    operands = u8s8_operands(node, prod, inits)
+    if operands is None or operands[0][0] in inits:
         return None
+    a, w = operands
     attrs = node_attrs(node)
     if node.op_type == "Gemm" and (attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0):
         return None
-    a = _dq_parts(prod.get(node.input[0]), inits)
-    w = _dq_parts(prod.get(node.input[1]), inits)
-    if a is None or w is None or w[0] not in inits or a[0] in inits or not a[2]:
-        return None
     a_scale, a_zp = _const(inits, a[1]), _const(inits, a[2])
     weight = _const(inits, w[0])
-    if a_zp.dtype != np.uint8 or a_zp.size != 1 or a_scale.size != 1:
-        return None
-    if weight.dtype != np.int8 or weight.ndim != 2:
+    if a_zp.size != 1 or a_scale.size != 1 or weight.ndim != 2:
         return None
     if w[2] and np.any(_const(inits, w[2]) != 0):
         return None  # asymmetric weights: not what the recipes write

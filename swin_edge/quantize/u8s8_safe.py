@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..backends.onnxrt_lowering import _const, _dq_parts
+from ..backends.onnxrt_lowering import _const, _dq_parts, u8s8_operands
 from ..errors import SwinEdgeError
 from ..onnx_graph import remove_unused_initializers
 from ..utils import atomic_path
@@ -56,11 +56,12 @@ def _sources(name: str, prod: dict[str, onnx.NodeProto]) -> set[str] | None:
     return found
 
 
-def _grid(q: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, int] | None:
-    """(scale, zero point) of a per-tensor uint8 QuantizeLinear with constant parameters."""
-    if len(q.input) < 3 or q.input[1] not in inits or q.input[2] not in inits:
+def _grid(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, int] | None:
+    """(scale, zero point) of a per-tensor uint8 QuantizeLinear or DequantizeLinear with
+    constant parameters (both take x, scale, zero point)."""
+    if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
         return None
-    scale, zp = _const(inits, q.input[1]), _const(inits, q.input[2])
+    scale, zp = _const(inits, node.input[1]), _const(inits, node.input[2])
     if scale.size != 1 or zp.size != 1 or zp.dtype != np.uint8:
         return None
     return float(scale.reshape(())), int(zp.reshape(()))
@@ -81,21 +82,11 @@ def _requantized_from(
             return set()
         if node.op_type in MOVE_OPS:
             todo += node.input if node.op_type == "Concat" else node.input[:1]
-        elif node.op_type == "DequantizeLinear" and _dq_grid(node, inits) == grid:
+        elif node.op_type == "DequantizeLinear" and _grid(node, inits) == grid:
             found |= _sources(node.input[0], prod) or set()
         else:
             return set()
     return found
-
-
-def _dq_grid(dq: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, int] | None:
-    parts = _dq_parts(dq, inits)
-    if parts is None or not parts[2]:
-        return None
-    scale, zp = _const(inits, parts[1]), _const(inits, parts[2])
-    if scale.size != 1 or zp.size != 1 or zp.dtype != np.uint8:
-        return None
-    return float(scale.reshape(())), int(zp.reshape(()))
 
 
 def narrow_gemm_inputs(model: onnx.ModelProto) -> int:
@@ -110,15 +101,10 @@ def narrow_gemm_inputs(model: onnx.ModelProto) -> int:
     q_by_out = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
     gemms: list[tuple[onnx.NodeProto, set[str]]] = []
     for n in graph.node:
-        if n.op_type not in ("Gemm", "MatMul") or n.domain not in ("", "ai.onnx"):
+        operands = u8s8_operands(n, prod, inits)  # int8 activations (tensorrt recipe): none
+        if operands is None:
             continue
-        a = _dq_parts(prod.get(n.input[0]), inits)
-        w = _dq_parts(prod.get(n.input[1]), inits)
-        if a is None or w is None or w[0] not in inits or _const(inits, w[0]).dtype != np.int8:
-            continue
-        if not a[2] or _const(inits, a[2]).dtype != np.uint8:
-            continue  # int8 activations: the tensorrt recipe, not run by u8s8 kernels
-        sources = _sources(a[0], prod)
+        sources = _sources(operands[0][0], prod)
         if not sources:
             raise SwinEdgeError(f"{n.name}: its input codes do not come from a QuantizeLinear")
         gemms.append((n, sources))
