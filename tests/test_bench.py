@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import helper, numpy_helper
 
 from swin_edge.bench import (
     InterleavedResult,
@@ -124,18 +124,25 @@ def test_committed_baseline_is_valid_and_marks_seeded_entries():
 
 
 def _slow_gemm_inputs(src: Path, dst: Path) -> Path:
-    """A real slowdown: a float64 round trip before every GEMM, which also stops ONNX Runtime
-    from running the GEMMs in int8 (the DequantizeLinear no longer feeds them)."""
-    model = onnx.load(str(src))
+    """A real slowdown on every CPU kind: each GEMM's input first goes through a float MatMul
+    with a square matrix (GEMM work in float roughly doubles), which also stops ONNX Runtime from
+    running the GEMMs in int8 (the DequantizeLinear no longer feeds them)."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
+    dims = {  # float tensors' shapes
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*model.graph.value_info, *model.graph.input)
+        if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    }
+    rng = np.random.default_rng(0)
     nodes = []
     for n in model.graph.node:
-        if n.op_type in ("Gemm", "MatMul"):
+        if n.op_type in ("Gemm", "MatMul") and n.input[0] in dims:
             x = n.input[0]
-            nodes += [
-                helper.make_node("Cast", [x], [f"{x}/f64"], to=TensorProto.DOUBLE),
-                helper.make_node("Cast", [f"{x}/f64"], [f"{x}/f32"], to=TensorProto.FLOAT),
-            ]
-            n.input[0] = f"{x}/f32"
+            k = dims[x][-1]
+            square = (rng.standard_normal((k, k)) / np.sqrt(k)).astype(np.float32)
+            model.graph.initializer.append(numpy_helper.from_array(square, f"{x}/square"))
+            nodes.append(helper.make_node("MatMul", [x, f"{x}/square"], [f"{x}/slow"]))
+            n.input[0] = f"{x}/slow"
         nodes.append(n)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
@@ -172,7 +179,9 @@ def test_gate_fails_an_injected_regression_and_passes_unchanged_code(tmp_path, g
     pair = ["bench", "--onnx", f"fp32={fp32}", "--onnx", f"int8={int8}", *timing]
     assert main([*pair, "--write-baseline", str(base)]) == 0
     summary = tmp_path / "summary.md"
-    gate_args = ["--baseline", str(base), "--max-regression", "15%", "--summary", str(summary)]
+    # 40%: room for a shared machine's noise on a 5 ms model (+15% seen between runs), while
+    # the injected regression doubles the ratio (x2.0-2.3 measured, VNNI and AVX2 kernels)
+    gate_args = ["--baseline", str(base), "--max-regression", "40%", "--summary", str(summary)]
     for _ in range(3):  # unchanged code passes, run after run
         assert main([*pair, *gate_args]) == 0, summary.read_text()
         assert "Latency gate: PASS" in summary.read_text()
