@@ -6,9 +6,14 @@
 // (tests/backends/test_onnxrt_u8s8.py). Timings under it are the AVX2 code on THIS core, not
 // an AVX2-only CPU's. It uses Linux CPUID faulting (arch_prctl ARCH_SET_CPUID; /proc/cpuinfo
 // flag cpuid_fault): every CPUID traps, the handler runs the real one and clears those bits.
-// /proc/cpuinfo is not changed. Build: cc -O2 -shared -fPIC -o avx2_view.so avx2_view.c
+// Programs that install their own SIGSEGV handler (tritonserver, Python's faulthandler) keep
+// this one: sigaction() and signal() for SIGSEGV are intercepted, and a fault that is not a
+// CPUID goes to the program's handler. /proc/cpuinfo is not changed (avx2_view.sh points
+// swin_edge at a cpuinfo text without those flags). Build:
+//   cc -O2 -shared -fPIC -o avx2_view.so avx2_view.c -ldl
 #define _GNU_SOURCE
 #include <cpuid.h>
+#include <dlfcn.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -21,13 +26,31 @@
 
 static long set_cpuid(int on) { return syscall(SYS_arch_prctl, ARCH_SET_CPUID, on); }
 
+typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+static sigaction_fn real_sigaction;
+static int installed;            // our handler is the process's SIGSEGV handler
+static struct sigaction program; // the handler the program asked for (SIG_DFL until it asks)
+
+static sigaction_fn next_sigaction(void) {
+  if (!real_sigaction) real_sigaction = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+  return real_sigaction;
+}
+
 static void on_segv(int sig, siginfo_t *info, void *ctx) {
-  (void)sig;
-  (void)info;
   greg_t *g = ((ucontext_t *)ctx)->uc_mcontext.gregs;
   const unsigned char *ip = (const unsigned char *)g[REG_RIP];
-  if (ip[0] != 0x0F || ip[1] != 0xA2) {  // not CPUID: a real fault, die as usual
-    signal(SIGSEGV, SIG_DFL);
+  if (ip[0] != 0x0F || ip[1] != 0xA2) {  // not CPUID: a real fault, the program's business
+    if (program.sa_flags & SA_SIGINFO) {
+      program.sa_sigaction(sig, info, ctx);
+    } else if (program.sa_handler != SIG_DFL && program.sa_handler != SIG_IGN) {
+      program.sa_handler(sig);
+    } else {  // die as usual when the instruction faults again
+      struct sigaction dfl;
+      memset(&dfl, 0, sizeof dfl);
+      dfl.sa_handler = SIG_DFL;
+      next_sigaction()(SIGSEGV, &dfl, 0);
+      installed = 0;
+    }
     return;
   }
   unsigned int leaf = (unsigned int)g[REG_RAX], sub = (unsigned int)g[REG_RCX];
@@ -52,12 +75,31 @@ static void on_segv(int sig, siginfo_t *info, void *ctx) {
   g[REG_RIP] += 2;  // CPUID is 0F A2
 }
 
+// The program's SIGSEGV handler is recorded, not installed: ours stays and forwards to it.
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+  if (sig != SIGSEGV || !installed) return next_sigaction()(sig, act, old);
+  if (old) *old = program;
+  if (act) program = *act;
+  return 0;
+}
+
+sighandler_t signal(int sig, sighandler_t handler) {
+  struct sigaction act, old;
+  memset(&act, 0, sizeof act);
+  act.sa_handler = handler;
+  act.sa_flags = SA_RESTART;
+  if (sigaction(sig, &act, &old) != 0) return SIG_ERR;
+  return (old.sa_flags & SA_SIGINFO) ? (sighandler_t)old.sa_sigaction : old.sa_handler;
+}
+
 __attribute__((constructor)) static void avx2_view(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_segv;
   sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-  sigaction(SIGSEGV, &sa, 0);
+  program.sa_handler = SIG_DFL;
+  next_sigaction()(SIGSEGV, &sa, 0);
+  installed = 1;
   if (set_cpuid(0) != 0) {
     static const char msg[] = "avx2_view: this CPU/kernel has no CPUID faulting (cpuid_fault)\n";
     (void)!write(2, msg, sizeof msg - 1);

@@ -14,6 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import SwinEdgeError
+
+# Names a /proc/cpuinfo text that CPU detection reads instead of this machine's, so that a run
+# (and the processes it starts) sees a consistent view of another CPU kind.
+CPUINFO_ENV = "SWIN_EDGE_CPUINFO"
+
 # ISA flags (Linux /proc/cpuinfo names) that CPU inference kernels dispatch on.
 KERNEL_FLAGS = (
     "avx2",
@@ -108,8 +114,19 @@ def parse_cpuinfo(text: str, arch: str) -> CpuInfo:
 
 
 def cpu_info() -> CpuInfo:
-    """This machine's :class:`CpuInfo` (Linux; elsewhere the class is only vendor-less)."""
+    """This machine's :class:`CpuInfo` (Linux; elsewhere the class is only vendor-less), or the
+    one described by the cpuinfo text that :data:`CPUINFO_ENV` names (a view of this CPU as
+    another kind: ``scripts/avx2_view.sh`` sets it)."""
     arch = platform.machine().lower()
+    override = os.environ.get(CPUINFO_ENV)
+    if override:
+        try:
+            return parse_cpuinfo(Path(override).read_text(), arch)
+        except (OSError, UnicodeDecodeError) as e:
+            raise SwinEdgeError(
+                f"{CPUINFO_ENV}='{override}' is unreadable ({type(e).__name__}); point it at a "
+                "/proc/cpuinfo text or unset it"
+            ) from None
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

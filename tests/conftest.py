@@ -1,21 +1,11 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-import swin_edge.cpu
-
-# Running the suite as another kind of CPU: SWIN_EDGE_TEST_CPUINFO names a /proc/cpuinfo text
-# that swin_edge's CPU detection reads instead (with scripts/avx2_view.sh, which makes the
-# kernels see the same CPU: see the README's development notes).
-if os.environ.get("SWIN_EDGE_TEST_CPUINFO"):
-    _text = Path(os.environ["SWIN_EDGE_TEST_CPUINFO"]).read_text()
-    swin_edge.cpu.cpu_info = lambda: swin_edge.cpu.parse_cpuinfo(_text, "x86_64")
-
-from swin_edge.model import SwinConfig  # noqa: E402
+from swin_edge.model import SwinConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -41,6 +31,21 @@ MICRO = SwinConfig(
     num_classes=5,
     name="micro_test",
 )
+
+
+@pytest.fixture
+def avx2_cpu(tmp_path, monkeypatch):
+    """This process sees an AVX2-only x86 CPU (no VNNI/AMX: its u8s8 kernels clamp): CPU
+    detection reads such a cpuinfo text and ONNX Runtime sessions of 8-bit models get the exact
+    kernels, as they would there (the kernels themselves stay this machine's)."""
+    from swin_edge.backends import onnxrt
+    from swin_edge.cpu import CPUINFO_ENV, cpu_info
+
+    text = tmp_path / "avx2.cpuinfo"
+    text.write_text("vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: avx2 fma\n")
+    monkeypatch.setenv(CPUINFO_ENV, str(text))
+    monkeypatch.setattr(onnxrt, "u8s8_saturates_here", lambda: True)
+    return cpu_info()
 
 
 @pytest.fixture(scope="session")

@@ -69,3 +69,18 @@ def test_only_the_first_processor_is_read():
 def test_this_machine_has_a_class():
     info = cpu_info()
     assert info.cpu_class and info.cpu_class == info.to_dict()["class"]
+
+
+def test_a_cpuinfo_text_named_by_the_environment_replaces_this_machines(tmp_path, monkeypatch):
+    from swin_edge.cpu import CPUINFO_ENV
+    from swin_edge.errors import SwinEdgeError
+
+    text = tmp_path / "cpuinfo"
+    text.write_text("vendor_id\t: AuthenticAMD\nmodel name\t: AVX2 view\nflags\t\t: avx2 fma\n")
+    monkeypatch.setenv(CPUINFO_ENV, str(text))
+    info = cpu_info()
+    assert info.model == "AVX2 view" and info.u8s8_saturates and not info.has_bf16
+    monkeypatch.setenv(CPUINFO_ENV, str(tmp_path / "missing"))
+    with pytest.raises(SwinEdgeError, match="SWIN_EDGE_CPUINFO=.*missing.* unset it") as e:
+        cpu_info()
+    assert "\n" not in str(e.value)

@@ -229,6 +229,12 @@ def test_onnx_runtime_avx2_kernels_compute_what_the_emulation_says(tmp_path):
     assert np.abs(emulated - qdq).max() > 1.0  # this input clamps
     np.testing.assert_allclose(native["default"], emulated, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(native["exact"], qdq, rtol=1e-5, atol=1e-4)
+    # swin_edge's own detection in the view sees the same CPU kind as the kernels
+    probe = "from swin_edge.cpu import cpu_info; print(cpu_info().cpu_class)"
+    seen = subprocess.run(
+        [str(AVX2_VIEW), sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert seen.returncode == 0 and seen.stdout.strip().endswith("-avx2"), seen.stderr[-500:]
 
 
 def shared_weight_conv_model() -> onnx.ModelProto:
