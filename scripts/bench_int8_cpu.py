@@ -9,8 +9,10 @@ per-round ratios. Variants:
   int8-cpu        our recipe (ORT engine, uint8 activations placed where they are produced), run
                   as our ONNX Runtime runner runs it: Q/DQ Gemms lowered to MatMulIntegerToFloat
   int8-cpu-qdq    the same Q/DQ file run exactly as written (ORT fuses it into QGemm)
-  int8-cpu7       our recipe with --gemm-input-bits 7 (lowered): exact with the fast u8s8
-                  kernels of x86 CPUs without VNNI (a build option, not what build deploys)
+  int8-cpu7       our recipe with 7-bit GEMM inputs (lowered): exact with the fast u8s8 kernels
+                  of x86 CPUs without VNNI, where build offers it as a candidate (elsewhere it
+                  is a build option, --gemm-input-bits 7)
+  int8-cpu7-qdq   the same 7-bit file run as written (QGemm)
   int8-nncf-cpu   NNCF (TRANSFORMER) + our exact Q/DQ rewrites
   int8-nncf-raw   NNCF (TRANSFORMER) output as-is, run as written
   int8-ort-plain  ONNX Runtime quantize_static defaults on the same export (QDQ, U8S8,
@@ -26,14 +28,15 @@ per-round ratios. Variants:
                   export_timm_reference.py) and ORT quantize_static defaults applied to it
 For each thread setting the script prints what `build --precision int8` would deploy on this CPU
 (the fastest of int8-cpu, int8-cpu-qdq, ov-int8-cpu and ov-int8-nncf, OpenVINO's own recipe,
-which build also offers OpenVINO, among those build's fidelity rule keeps: SQNR vs FP32 on 8
-images within --max-sqnr-drop of the best), the fastest off-the-shelf path (FP32 in
-either runtime, ORT quantize_static defaults, OpenVINO + NNCF), and the INT8 GEMM floor measured
-on this machine (the model's GEMM ops at the int8 peak of a 1024^3 MatMulInteger, with the
-kernels swin_edge runs: exact u8u8 ones on x86 without VNNI) with how far the deployed model is
-from it. On such CPUs the off-the-shelf ORT rows run ONNX Runtime's default u8s8 kernels, which
-sum pairs of products in saturating int16 (fast, but see their SQNR). OpenVINO rows need the
-`openvino` extra (skipped without it).
+which build also offers OpenVINO, and on x86 without VNNI int8-cpu7 and int8-cpu7-qdq, among
+those build's fidelity rule keeps: SQNR vs FP32 on 8 images within --max-sqnr-drop of the best),
+the fastest off-the-shelf path (FP32 in either runtime, ORT quantize_static defaults, OpenVINO +
+NNCF), and the INT8 GEMM floor measured on this machine (the model's GEMM ops at the int8 peak of
+a 1024^3 MatMulInteger with ONNX Runtime's default kernels; on x86 without VNNI also with the
+exact u8u8 ones that 8-bit models run there) with how far the deployed model is from it. On
+such CPUs the off-the-shelf ORT rows run ONNX Runtime's default u8s8 kernels, which sum pairs of
+products in saturating int16 (fast, but see their SQNR). OpenVINO rows need the `openvino` extra
+(skipped without it).
 Weights are random (no checkpoint is downloaded); biases are made non-zero like a trained
 model's, since zero biases are removed by the exporter and would flatter both sides.
 """
@@ -73,6 +76,7 @@ from swin_edge.quantize.nncf_engine import onnx_to_int8_nncf
 from swin_edge.runtime_select import fp32_reference, unfaithful
 
 DEPLOYABLE = ("int8-cpu", "int8-cpu-qdq", "ov-int8-cpu", "ov-int8-nncf")
+SEVEN_BIT = ("int8-cpu7", "int8-cpu7-qdq")  # build's candidates where u8s8 kernels clamp
 OFF_THE_SHELF = ("fp32", "ov-fp32", "int8-ort-plain", "ov-int8-nncf", "int8-nncf-raw")
 
 
@@ -199,6 +203,8 @@ def main() -> int:
     seven = QuantRecipe(target="cpu", gemm_input_bits=7)
     quantize_onnx(fp32, work / "int8-cpu7.onnx", images, seven)
     models["int8-cpu7"] = work / "int8-cpu7.onnx"
+    models["int8-cpu7-qdq"] = work / "int8-cpu7.onnx"
+    as_written.add("int8-cpu7-qdq")
     if not args.quick:
         onnx_to_int8_nncf(fp32, work / "nncf.onnx", images, QuantRecipe(engine="nncf"))
         models["int8-nncf-cpu"] = work / "nncf.onnx"
@@ -229,11 +235,13 @@ def main() -> int:
     print(f"ONNX files in {work}; {ops / 1e9:.2f} GOP of GEMMs per batch")
     check, out_names, reference = fp32_reference(fp32, images[-8:])
     figures = {}
+    saturates = cpu_info().u8s8_saturates
     for threads in (int(t) for t in args.threads.split(",")):
         runners = {n: runner(n, p, threads, as_written) for n, p in models.items()}
         for r in runners.values():
             r.activate()
         peak = gemm_peak(threads)
+        exact_peak = gemm_peak(threads, exact_u8s8=True) if saturates else None
         timing = interleaved_benchmark(runners, args.rounds, args.iterations, warmup=5)
         names = list(models)
         p50 = {n: float(np.median(timing.p50s(n))) for n in names}
@@ -255,8 +263,9 @@ def main() -> int:
                 rows[name]["speedup" if ref == "fp32" else f"speedup_vs_{ref}"] = s["median"]
                 line += f" {s['median']:13.2f}x {s['min']:6.2f}-{s['max']:.2f}x"
             print(line)
-        deployable = [n for n in DEPLOYABLE if n in names]
-        checked = deployable + [n for n in ("int8-cpu7",) if n in names]
+        offered = DEPLOYABLE + (SEVEN_BIT if saturates else ())
+        deployable = [n for n in offered if n in names]
+        checked = deployable + [n for n in SEVEN_BIT if n in names and n not in deployable]
         fid = {
             n: fidelity_per_output(out_names, reference, runners[n].infer_all_outputs(check))[0]
             for n in checked
@@ -271,7 +280,6 @@ def main() -> int:
         best_shelf = min(shelf, key=p50.get)
         vs_shelf = timing.speedup(deployed, best_shelf)
         floor = peak.floor_ms(ops * args.batch, int8=True)
-        kernel = "exact u8u8" if cpu_info().u8s8_saturates else "u8s8"
         print(
             f"=> deployed (build's choice among {', '.join(deployable)}): {deployed} "
             f"{p50[deployed]:.2f} ms; fastest off-the-shelf: {best_shelf} {p50[best_shelf]:.2f} "
@@ -280,9 +288,15 @@ def main() -> int:
         )
         print(
             f"=> INT8 GEMM floor here: {floor:.1f} ms ({ops * args.batch / 1e9:.2f} GOP at "
-            f"{peak.int8_ops_per_s / 1e9:.0f} GOP/s {kernel}, FP32 {peak.fp32_ops_per_s / 1e9:.0f} "
+            f"{peak.int8_ops_per_s / 1e9:.0f} GOP/s u8s8, FP32 {peak.fp32_ops_per_s / 1e9:.0f} "
             f"GOP/s, {peak.size}^3 GEMM); deployed is {p50[deployed] / floor:.2f}x the floor"
         )
+        exact_floor = exact_peak.floor_ms(ops * args.batch, int8=True) if exact_peak else None
+        if exact_floor:
+            print(
+                f"   with the exact u8u8 kernels 8-bit models run on this CPU (its u8s8 kernels "
+                f"clamp): {exact_floor:.1f} ms ({exact_peak.int8_ops_per_s / 1e9:.0f} GOP/s)"
+            )
         figures[f"threads={threads or 'all'}"] = {
             "rounds": {n: timing.p50s(n) for n in names},
             "summary": rows,
@@ -296,6 +310,7 @@ def main() -> int:
                 "int8_gop_per_s": peak.int8_ops_per_s / 1e9,
                 "fp32_gop_per_s": peak.fp32_ops_per_s / 1e9,
                 "int8_floor_ms": floor,
+                "int8_exact_floor_ms": exact_floor,
             },
         }
         for r in runners.values():

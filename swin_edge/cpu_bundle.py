@@ -6,15 +6,18 @@ Which runtime, variant and thread count is fastest depends on the CPU
 only the one the packing machine chose:
 
 - ``int8``: ``model.int8-cpu.onnx`` (the ``cpu`` recipe's Q/DQ model: ONNX Runtime as written
-  or lowered, OpenVINO int8) and ``model.int8-openvino.onnx`` (OpenVINO's own NNCF recipe);
+  or lowered, OpenVINO int8), ``model.int8-openvino.onnx`` (OpenVINO's own NNCF recipe) and
+  ``model.int8-cpu7.onnx`` (the ``cpu`` recipe with 7-bit GEMM inputs: a candidate on CPUs whose
+  u8s8 kernels clamp, where the fast kernels run it exactly);
 - ``fp32`` and ``bf16``: ``model.onnx``;
 
-each with OpenVINO IR (``.xml``/``.bin``) beside it when OpenVINO is installed where it is
-packed. ``check.npz`` holds a few preprocessed images and the FP32 model's outputs on them, so
-the selection also checks what every candidate computes on the target. ``bundle.json`` lists
-every file with its sha256. ``select_runtime.sh`` runs :func:`select_bundle` (``python -m
-swin_edge select-runtime``), which times the candidates on that box and rewrites
-``deploy.json``; :func:`~swin_edge.runtime_select.load_deployed` reads it to build the runner.
+each but the 7-bit one (an ONNX Runtime candidate only) with OpenVINO IR (``.xml``/``.bin``)
+beside it when OpenVINO is installed where it is packed. ``check.npz`` holds a few preprocessed
+images and the FP32 model's outputs on them, so the selection also checks what every candidate
+computes on the target. ``bundle.json`` lists every file with its sha256. ``select_runtime.sh``
+runs :func:`select_bundle` (``python -m swin_edge select-runtime``), which times the candidates
+on that box and rewrites ``deploy.json``; :func:`~swin_edge.runtime_select.load_deployed` reads
+it to build the runner.
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ SOURCE_FILES = {
     "fp32": "model.onnx",
     "int8": "model.int8-cpu.onnx",
     "int8-nncf": "model.int8-openvino.onnx",
+    "int8-7bit": "model.int8-cpu7.onnx",
 }
-SOURCES_OF = {"fp32": ("fp32",), "bf16": ("fp32",), "int8": ("int8", "int8-nncf")}
+SOURCES_OF = {"fp32": ("fp32",), "bf16": ("fp32",), "int8": ("int8", "int8-nncf", "int8-7bit")}
+NO_IR = ("int8-7bit",)  # sources no OpenVINO candidate runs
 CHECK_IMAGES = 8
 REEXTRACT = "extract the bundle again, or re-pack it with `python -m swin_edge deploy --target cpu`"
 
@@ -155,14 +160,21 @@ def make_cpu_bundle(
     int8_onnx: str | Path | None = None,
     openvino_int8_onnx: str | Path | None = None,
     calibration_sha256: str | None = None,
+    int8_7bit_onnx: str | Path | None = None,
 ) -> CpuBundleResult:
     """Write the bundle ``out`` (.tar.gz) atomically. ``int8_onnx`` (the ``cpu`` recipe) is
-    required for an int8 bundle, ``openvino_int8_onnx`` (OpenVINO's NNCF recipe) optional;
+    required for an int8 bundle, ``openvino_int8_onnx`` (OpenVINO's NNCF recipe) and
+    ``int8_7bit_onnx`` (the ``cpu`` recipe with 7-bit GEMM inputs) optional;
     ``check_images`` are preprocessed images for the bundled FP32 reference outputs."""
     out = Path(out)
     if not str(out).endswith((".tar.gz", ".tgz")):
         raise SwinEdgeError(f"--out {out}: the bundle is a .tar.gz file")
-    given = {"fp32": fp32_onnx, "int8": int8_onnx, "int8-nncf": openvino_int8_onnx}
+    given = {
+        "fp32": fp32_onnx,
+        "int8": int8_onnx,
+        "int8-nncf": openvino_int8_onnx,
+        "int8-7bit": int8_7bit_onnx,
+    }
     if cfg.precision == "int8" and int8_onnx is None:
         raise SwinEdgeError("an int8 CPU bundle needs the cpu-recipe Q/DQ ONNX")
     sources = {s: SOURCE_FILES[s] for s in SOURCES_OF[cfg.precision] if given[s] is not None}
@@ -172,7 +184,8 @@ def make_cpu_bundle(
         stage = Path(work)
         for source, name in sources.items():
             shutil.copyfile(given[source], stage / name)
-        files = [*sources.values(), *_add_ir(stage, list(sources.values()))]
+        ir_sources = [n for s, n in sources.items() if s not in NO_IR]
+        files = [*sources.values(), *_add_ir(stage, ir_sources)]
         check_images, names, ref = fp32_reference(fp32_onnx, check_images[:CHECK_IMAGES])
         np.savez(
             stage / CHECK_NAME,
@@ -351,6 +364,7 @@ def select_bundle(
             runtime=runtime,
             threads=threads,
             openvino_int8_path=src.get("int8-nncf"),
+            int8_7bit_path=src.get("int8-7bit"),
         )
     ]
     images, names, ref = _check(bundle.folder, bundle.doc)

@@ -7,7 +7,7 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .errors import SwinEdgeError
-from .runtime_select import MAX_SQNR_DROP_DB
+from .runtime_select import LOWERED, MAX_SQNR_DROP_DB, SEVEN_BIT
 
 STAGES = ("export", "calibrate", "quantize", "engine", "evaluate", "report")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -209,8 +209,6 @@ def _load_model(cfg: BuildConfig) -> tuple[Any, BuildConfig]:
             preprocess=cfg.preprocess_flags(),
         )
         return model, cfg
-    from dataclasses import replace
-
     from .export.onnx_import import load_onnx_model
 
     model = load_onnx_model(cfg.onnx, cfg.preprocess_flags())
@@ -294,12 +292,14 @@ def _build_into(
                 cfg, out, fp32.path, int8_path, calib, eval_set.images[:8], res, notes
             )
             chosen = selection.chosen
-            if chosen.variant == "lowered":  # the lowering won: the deployed model, as a file
+            if chosen.variant in LOWERED:  # the lowering won: the deployed model, as a file
                 from .backends.onnxrt_lowering import lower_file
 
                 ort_path = out / "model.int8-cpu.ort.onnx"
-                lower_file(int8_path, ort_path)
+                lower_file(chosen.model, ort_path)
                 res.artifacts["onnx_int8_ort"] = str(ort_path)
+            if chosen.variant in SEVEN_BIT:  # the recipe it deployed
+                recipe = replace(recipe, gemm_input_bits=7)
             if not (chosen.runtime == "ort" and cfg.precision == "fp32"):
                 backend = "onnxruntime" if chosen.runtime == "ort" else "openvino"
                 chosen_name = f"{backend}-{cfg.precision}"
@@ -335,6 +335,8 @@ def _build_into(
                 runtime = "openvino"
                 if selection.chosen.variant == "int8-nncf":
                     test = Path(res.artifacts["onnx_int8_openvino"])
+            elif selection is not None and selection.chosen.variant in SEVEN_BIT:
+                test = Path(selection.chosen.model)
             worst = per_layer_sqnr(
                 fp32.path, test, eval_set.images[:8], cfg.threads, runtime=runtime
             )
@@ -465,6 +467,16 @@ def _select_cpu_runtime(
             from .quantize.nncf_engine import onnx_to_int8_openvino
 
             ov_int8 = onnx_to_int8_openvino(fp32, out / "model.int8-openvino.onnx", calib.images)
+    seven = None
+    if (
+        cfg.precision == "int8"
+        and cfg.runtime != "openvino"
+        and cfg.gemm_input_bits == 8
+        and cpu_info().u8s8_saturates
+    ):  # exact on this CPU's fast u8s8 kernels, which clamp the 8-bit model's products
+        from .quantize.u8s8_safe import narrow_file
+
+        seven = narrow_file(int8, out / "model.int8-cpu7.onnx")
     sel = select_cpu_runtime(
         cfg.precision,
         fp32,
@@ -477,11 +489,16 @@ def _select_cpu_runtime(
         openvino_int8_path=ov_int8,
         check_images=check_images,
         max_sqnr_drop_db=cfg.max_sqnr_drop_db,
+        int8_7bit_path=seven,
     )
-    if ov_int8 is not None and sel.chosen.variant != "int8-nncf":
-        ov_int8.unlink()  # not deployed; deploy.json still lists its times
-    elif ov_int8 is not None:
-        res.artifacts["onnx_int8_openvino"] = str(ov_int8)
+    for path, variants, key in (
+        (ov_int8, ("int8-nncf",), "onnx_int8_openvino"),
+        (seven, SEVEN_BIT, "onnx_int8_7bit"),
+    ):
+        if path is not None and sel.chosen.variant in variants:
+            res.artifacts[key] = str(path)
+        elif path is not None:
+            path.unlink()  # not deployed; deploy.json still lists its times
     if sel.chosen.runtime == "openvino":  # deploy OpenVINO's own format beside the ONNX
         from .backends.openvino import onnx_to_openvino_ir
 

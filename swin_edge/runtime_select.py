@@ -2,8 +2,9 @@
 
 Which CPU runtime is fastest depends on the CPU (GEMM ISA tier, core count) and the precision:
 ONNX Runtime runs a Q/DQ INT8 model as written (QGemm) or lowered (MatMulIntegerToFloat),
-OpenVINO runs it as int8 too, and the best thread count is not always "all cores". So every
-runtime/variant/thread count that can run the model at the asked precision is a
+OpenVINO runs it as int8 too (and where the CPU's u8s8 kernels clamp, the same recipe with 7-bit
+GEMM inputs runs exactly on the fast kernels), and the best thread count is not always "all
+cores". So every runtime/variant/thread count that can run the model at the asked precision is a
 :class:`CpuCandidate`; they are timed in interleaved rounds (:func:`measure`), the one with the
 lowest median per-round p50 wins (:func:`select`), and the choice, the CPU it was made on and
 every candidate's per-round times go to ``deploy.json`` (:func:`write_deploy_manifest`), from
@@ -42,8 +43,14 @@ VARIANTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("ort", "as-written"),
         ("openvino", "int8"),
         ("openvino", "int8-nncf"),  # OpenVINO's own recipe (NNCF defaults), its own file
+        # The cpu recipe with 7-bit GEMM inputs (its own file), only where u8s8 kernels clamp:
+        # exact with the fast kernels there, for one bit of activation resolution.
+        ("ort", "lowered-7bit"),
+        ("ort", "as-written-7bit"),
     ),
 }
+SEVEN_BIT = ("lowered-7bit", "as-written-7bit")
+LOWERED = ("lowered", "lowered-7bit")
 MANIFEST_FORMAT = "swin_edge.cpu-deploy/1"
 MANIFEST_NAME = "deploy.json"
 OPENVINO_HINT = "pip install 'swin_edge[openvino]'"
@@ -120,11 +127,16 @@ def cpu_candidates(
     runtime: str | None = None,
     threads: Sequence[int] | None = None,
     openvino_int8_path: str | Path | None = None,
+    int8_7bit_path: str | Path | None = None,
+    u8s8_saturates: bool | None = None,
 ) -> list[CpuCandidate]:
     """Every candidate for ``precision`` (``None`` arguments are detected on this machine).
 
     int8 (``int8_path``, the Q/DQ model): ONNX Runtime lowered and as written, OpenVINO int8,
-    and with ``openvino_int8_path`` (OpenVINO's own NNCF recipe) OpenVINO int8-nncf;
+    with ``openvino_int8_path`` (OpenVINO's own NNCF recipe) OpenVINO int8-nncf, and with
+    ``int8_7bit_path`` (the same recipe with 7-bit GEMM inputs) ONNX Runtime lowered-7bit and
+    as-written-7bit where the CPU's u8s8 kernels clamp (elsewhere it is as fast as the 8-bit
+    model and less accurate);
     fp32 (``fp32_path``): ONNX Runtime, OpenVINO f32; bf16 (``fp32_path``): OpenVINO bf16,
     only on CPUs with hardware BF16. Each at :func:`thread_counts` (or ``threads``).
     ``runtime`` pins one runtime (``--runtime ort|openvino``); OpenVINO candidates are left out
@@ -166,8 +178,13 @@ def cpu_candidates(
             pairs = [p for p in pairs if p[0] != "openvino"]
     if openvino_int8_path is None:
         pairs = [p for p in pairs if p[1] != "int8-nncf"]
+    if int8_7bit_path is not None and u8s8_saturates is None:
+        u8s8_saturates = cpu_info().u8s8_saturates
+    if int8_7bit_path is None or not u8s8_saturates:
+        pairs = [p for p in pairs if p[1] not in SEVEN_BIT]
     counts = tuple(threads) if threads else thread_counts(cores or num_cores())
     files = {"int8-nncf": str(openvino_int8_path)}
+    files |= {v: str(int8_7bit_path) for v in SEVEN_BIT}
     return [
         CpuCandidate(r, v, precision, t, files.get(v, str(model)))
         for t in sorted(set(counts))
@@ -399,9 +416,7 @@ def make_runner(target: DeployManifest | Selection | CpuCandidate) -> Any:
     if c.runtime == "ort":
         from .backends.onnxrt import OnnxrtRunner, OrtConfig
 
-        return OnnxrtRunner(
-            c.model, OrtConfig(threads=c.threads, lower_int8=c.variant == "lowered")
-        )
+        return OnnxrtRunner(c.model, OrtConfig(threads=c.threads, lower_int8=c.variant in LOWERED))
     from .backends.openvino import OpenvinoRunner, OvConfig
 
     precision = "bf16" if c.variant == "bf16" else "f32"
@@ -491,6 +506,7 @@ def select_cpu_runtime(
     openvino_int8_path: str | Path | None = None,
     check_images: np.ndarray | None = None,
     max_sqnr_drop_db: float = MAX_SQNR_DROP_DB,
+    int8_7bit_path: str | Path | None = None,
 ) -> Selection:
     """:func:`cpu_candidates` on this machine, :func:`measure`, :func:`select`; with
     ``check_images``, each candidate's outputs on them are checked against the FP32 model's
@@ -502,6 +518,7 @@ def select_cpu_runtime(
         runtime=runtime,
         threads=threads,
         openvino_int8_path=openvino_int8_path,
+        int8_7bit_path=int8_7bit_path,
     )
     if check_images is None:
         m = measure(candidates, rounds, iterations, warmup)

@@ -11,16 +11,19 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from swin_edge import cpu_bundle, runtime_select
 from swin_edge.backends.openvino import openvino_available
 from swin_edge.cli import main
+from swin_edge.cpu import cpu_info
 from swin_edge.cpu_bundle import read_cpu_bundle, select_bundle
 from swin_edge.errors import SwinEdgeError
 from swin_edge.export import torch_to_onnx
 from swin_edge.model.swin import SwinTransformer
+from swin_edge.quantize.u8s8_safe import gemm_input_bits
 from swin_edge.runtime_select import load_deployed
 
 from .conftest import TINY
@@ -54,20 +57,26 @@ def test_int8_bundle_carries_every_candidates_model_and_a_choice(int8_tar, tmp_p
     b = extract(int8_tar, tmp_path / "b")
     doc = json.loads((b / "bundle.json").read_text())
     assert doc["format"] == "swin_edge.cpu-bundle/1" and doc["precision"] == "int8"
-    # our cpu recipe (ORT as written/lowered, OpenVINO int8) and OpenVINO's own NNCF recipe
+    # our cpu recipe (ORT as written/lowered, OpenVINO int8), OpenVINO's own NNCF recipe, and
+    # our recipe with 7-bit GEMM inputs for targets whose u8s8 kernels clamp
     assert doc["sources"] == {
         "int8": "model.int8-cpu.onnx",
         "int8-nncf": "model.int8-openvino.onnx",
+        "int8-7bit": "model.int8-cpu7.onnx",
     }
     ir = {"model.int8-cpu.xml", "model.int8-cpu.bin", "model.int8-openvino.xml"}
     assert ir <= set(doc["files"]) if openvino_available() else not ir & set(doc["files"])
+    assert "model.int8-cpu7.xml" not in doc["files"]  # an ONNX Runtime candidate only
     assert os.access(b / "select_runtime.sh", os.X_OK)
     bundle = read_cpu_bundle(b)  # every listed file present with its sha256
-    assert set(bundle.sources) == {"int8", "int8-nncf"}
+    assert set(bundle.sources) == {"int8", "int8-nncf", "int8-7bit"}
+    assert gemm_input_bits(onnx.load(str(bundle.sources["int8-7bit"]))) == 7
     # the packing machine's choice, with every candidate's times and fidelity to FP32
     manifest = json.loads((b / "deploy.json").read_text())
     keys = {c["key"] for c in manifest["candidates"]}
     assert {"ort/lowered/1t", "ort/as-written/1t"} <= keys
+    seven = {"ort/lowered-7bit/1t", "ort/as-written-7bit/1t"}
+    assert (seven <= keys) is manifest["cpu"]["u8s8_saturates"] is (not seven.isdisjoint(keys))
     assert manifest["chosen"]["key"] in keys and manifest["previous"] is None
     timed = [c for c in manifest["candidates"] if c["median_p50_ms"] is not None]
     assert timed and all(c["fidelity"]["cosine"] > 0.9 for c in timed)
@@ -88,7 +97,10 @@ def test_select_runtime_script_rechooses_on_this_box(int8_tar, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((b / "deploy.json").read_text())
-    assert {c["key"] for c in manifest["candidates"]} == {"ort/lowered/1t", "ort/as-written/1t"}
+    variants = ("lowered", "as-written")
+    if cpu_info().u8s8_saturates:  # and the 7-bit model, exact on the fast kernels here
+        variants += ("lowered-7bit", "as-written-7bit")
+    assert {c["key"] for c in manifest["candidates"]} == {f"ort/{v}/1t" for v in variants}
     assert manifest["previous"]["chosen"] == packed["chosen"]["key"]
     assert manifest["chosen"]["key"] in proc.stdout and "cosine" in proc.stdout
     # the runner deploy.json describes computes what the FP32 model does on the check images
@@ -116,6 +128,23 @@ def break_fastest(monkeypatch, corrupt):
 
     monkeypatch.setattr(runtime_select, "measure", measure)
     return measure
+
+
+def test_a_target_whose_u8s8_kernels_clamp_also_times_the_7_bit_model(int8_tar, tmp_path, avx2_cpu):
+    b = extract(int8_tar, tmp_path / "b")
+    sel = select_bundle(b, "ort", [1], 1, 2, 0)
+    by_key = {r.candidate.key: r for r in sel.results}
+    assert set(by_key) == {
+        f"ort/{v}/1t" for v in ("lowered", "as-written", "lowered-7bit", "as-written-7bit")
+    }
+    assert Path(by_key["ort/lowered-7bit/1t"].candidate.model).name == "model.int8-cpu7.onnx"
+    # each faithful to FP32 on the bundled images: the 8-bit one on the exact kernels
+    assert all(r.fidelity["cosine"] > 0.9 for r in sel.results)
+    manifest = json.loads((b / "deploy.json").read_text())
+    assert manifest["cpu"]["u8s8_saturates"] and manifest["chosen"]["key"] == sel.chosen.key
+    with load_deployed(b, warn=False) as runner:
+        eight_bit = Path(sel.chosen.model).name == "model.int8-cpu.onnx"
+        assert runner.exact_u8s8 is eight_bit  # the 7-bit model runs the fast kernels
 
 
 def test_a_candidate_with_nonfinite_outputs_is_never_chosen(int8_tar, tmp_path, monkeypatch):

@@ -65,9 +65,12 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
     left_out = [n for n in report["notes"] if "not deployed for their fidelity" in n]
     assert len(left_out) == (len(faithful) < len(sel["candidates"]))
     ir = []  # OpenVINO IR of the deployed model, and OpenVINO's own recipe when that won
-    lowered = chosen["variant"] == "lowered"
+    lowered = chosen["variant"] in ("lowered", "lowered-7bit")
+    seven = chosen["variant"].endswith("-7bit")  # only on CPUs whose u8s8 kernels clamp
+    if seven:
+        ir = ["model.int8-cpu7.onnx"]
     if lowered:  # the lowered file only where the lowering won
-        ir = ["model.int8-cpu.ort.onnx"]
+        ir += ["model.int8-cpu.ort.onnx"]
     elif chosen["variant"] == "int8-nncf":
         ir = [f"model.int8-openvino.{x}" for x in ("onnx", "xml", "bin")]
     elif chosen["runtime"] == "openvino":
@@ -97,6 +100,7 @@ def test_build_int8_cpu_writes_complete_report(tmp_path, labeled_dir):
     assert int8["fidelity"]["cosine"] > 0.9 and int8["worst_layers"]
     recipe_target = "openvino" if chosen["variant"] == "int8-nncf" else "cpu"
     assert int8["latency"]["p50_ms"] > 0 and int8["recipe"]["target"] == recipe_target
+    assert int8["recipe"].get("gemm_input_bits", 8) == (7 if seven else 8)
     assert report["data"]["labeled"] and report["data"]["classes"] == ["a", "b"]
     assert report["calibration"]["count"] == 6 and len(report["calibration"]["sha256"]) == 64
     md = (tmp_path / "run" / "report.md").read_text()
@@ -181,3 +185,49 @@ def test_build_pinned_to_openvino_checks_layers_in_openvino(tmp_path, monkeypatc
     )
     assert runtimes == [("openvino", deployed)]  # the deployed model, in the deployed runtime
     assert report["results"][1]["name"] == "openvino-int8" and report["results"][1]["worst_layers"]
+
+
+def test_build_offers_seven_bit_gemm_inputs_where_u8s8_kernels_clamp(
+    tmp_path, monkeypatch, avx2_cpu
+):
+    """On a CPU without VNNI/AMX (faked here) the build also times the cpu recipe with 7-bit
+    GEMM inputs; when it wins (made faster here) its model is what the run folder deploys."""
+    from swin_edge import runtime_select
+    from swin_edge.quantize.u8s8_safe import gemm_input_bits
+
+    real = runtime_select.measure
+
+    def seven_faster(candidates, *args, **kwargs):
+        m = real(candidates, *args, **kwargs)
+        for key, p50s in m.timings.items():
+            if "-7bit/" in key:
+                m.timings[key] = [v * 0.25 for v in p50s]
+        return m
+
+    monkeypatch.setattr(runtime_select, "measure", seven_faster)
+    cfg = BuildConfig(target="cpu", runtime="ort", threads=1, rounds=1, out=str(tmp_path / "r"))
+    res = build(dataclasses.replace(cfg, **SMALL), progress=False)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    sel = report["runtime_selection"]
+    keys = {c["key"] for c in sel["candidates"]}
+    assert keys == {
+        f"ort/{v}/1t" for v in ("lowered", "as-written", "lowered-7bit", "as-written-7bit")
+    }
+    assert sel["cpu"]["u8s8_saturates"] and sel["chosen"]["variant"].endswith("-7bit")
+    seven = tmp_path / "r" / "model.int8-cpu7.onnx"
+    assert res.artifacts["onnx_int8_7bit"] == str(seven)
+    assert gemm_input_bits(onnx.load(str(seven))) == 7
+    deployed = seven
+    if sel["chosen"]["variant"] == "lowered-7bit":  # the lowering of the 7-bit model
+        deployed = tmp_path / "r" / "model.int8-cpu.ort.onnx"
+        assert gemm_input_bits(onnx.load(str(deployed))) == 7
+    int8 = report["results"][1]
+    assert int8["recipe"]["gemm_input_bits"] == 7 and int8["runtime"]["exact_u8s8"] is False
+    assert int8["fidelity"]["cosine"] > 0.9
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "The `-7bit` variants are the same recipe with 7-bit GEMM inputs" in md
+    assert all(c["fidelity"]["cosine"] > 0.9 for c in sel["candidates"])
+    from swin_edge.runtime_select import load_deployed
+
+    with load_deployed(tmp_path / "r", warn=False) as runner:
+        assert runner.model_path == seven and not runner.exact_u8s8

@@ -367,3 +367,33 @@ def test_openvino_native_recipe_is_an_int8_candidate_with_its_own_file():
     assert {c.model for c in both if c.variant != "int8-nncf"} == {"q.onnx"}
     pinned = cpu_candidates("int8", "f.onnx", "q.onnx", runtime="ort", openvino_int8_path="o", **kw)
     assert {c.runtime for c in pinned} == {"ort"}
+
+
+def test_seven_bit_recipe_is_an_int8_candidate_only_where_u8s8_kernels_clamp():
+    kw = dict(cores=2, openvino_available=True, has_bf16=False, int8_7bit_path="q7.onnx")
+    seven = {("ort", "lowered-7bit"), ("ort", "as-written-7bit")}
+    clamps = cpu_candidates("int8", "f.onnx", "q.onnx", u8s8_saturates=True, **kw)
+    got = [c for c in clamps if (c.runtime, c.variant) in seven]
+    assert {(c.runtime, c.variant, c.threads) for c in got} == {
+        (*p, t) for p in seven for t in (1, 2)
+    }
+    assert {c.model for c in got} == {"q7.onnx"}
+    assert {c.model for c in clamps if c not in got} == {"q.onnx"}
+    # exact ties go to the 8-bit model (more accurate): the 7-bit variants come last
+    tie = {c.key: [10.0] for c in clamps}
+    assert select(clamps, tie).chosen.key == "ort/lowered/1t"
+    # the 7-bit model wins on speed when it is faster and within the fidelity rule ...
+    t = fake_timings(clamps, "ort/as-written-7bit/2t")
+    f = {c.key: fid(38.0 if c.model == "q.onnx" else 33.5) for c in clamps}
+    assert select(clamps, t, fidelity=f).chosen.key == "ort/as-written-7bit/2t"
+    # ... and not when it loses more than --max-sqnr-drop
+    assert select(clamps, t, fidelity=f, max_sqnr_drop_db=3.0).chosen.model == "q.onnx"
+    # where the kernels are exact (VNNI/AMX, non-x86) it is as fast and less accurate: left out
+    exact = cpu_candidates("int8", "f.onnx", "q.onnx", u8s8_saturates=False, **kw)
+    assert {c.model for c in exact} == {"q.onnx"}
+    pinned = cpu_candidates(
+        "int8", "f.onnx", "q.onnx", u8s8_saturates=True, runtime="openvino", **kw
+    )
+    assert {c.runtime for c in pinned} == {"openvino"}
+    low, asw = (make_runner(c) for c in got if c.threads == 2)
+    assert {low.config.lower_int8, asw.config.lower_int8} == {True, False}

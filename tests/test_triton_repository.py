@@ -7,6 +7,7 @@ import stat
 import subprocess
 
 import numpy as np
+import onnx
 import pytest
 
 pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="needs swin_edge[triton]")
@@ -468,6 +469,19 @@ def test_repository_from_a_cpu_build_run_folder(onnx_files, tmp_path):
     assert cfg.max_batch_size == 8
     readme = (tmp_path / "repo" / "README.md").read_text()
     assert "`micro_int8_onnxruntime` on an x86 CPU without VNNI" in readme  # Triton's ORT: u8s8
+    # where the 7-bit model won (a CPU whose u8s8 kernels clamp), Triton serves that model
+    from swin_edge.quantize.u8s8_safe import gemm_input_bits, narrow_file
+
+    seven = narrow_file(run / "model.int8-cpu.onnx", run / "model.int8-cpu7.onnx")
+    (run / "model.int8-cpu.ort.onnx").unlink()
+    chosen = CpuCandidate("ort", "as-written-7bit", "int8", 1, str(seven))
+    sel = Selection("int8", chosen, [CandidateResult(chosen, [1.0], 1.0, 1.0)])
+    write_deploy_manifest(run / "deploy.json", sel, cpu_info(), {})
+    repository_from_run(run, tmp_path / "repo2")
+    served = onnx.load(str(tmp_path / "repo2" / "micro_int8_onnxruntime" / "1" / "model.onnx"))
+    assert gemm_input_bits(served) == 7
+    assert "MatMulIntegerToFloat" not in {n.op_type for n in served.graph.node}  # as written
+    assert "without VNNI" not in (tmp_path / "repo2" / "README.md").read_text()
     with pytest.raises(SwinEdgeError, match="not a finished build run folder"):
         repository_from_run(tmp_path, tmp_path / "repo3")
 

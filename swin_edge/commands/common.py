@@ -358,7 +358,8 @@ def add_gemm_input_bits_arg(parser: argparse.ArgumentParser) -> None:
         help="cpu recipe: 7 puts the uint8 inputs of the weight GEMMs on 128 levels, so x86 "
         "CPUs without VNNI (AVX2) run the model exactly with their fast kernels in any runtime "
         "(Triton's too), for about 2-5 dB of SQNR (default 8: exact there via ONNX Runtime's "
-        "slower u8u8 kernels)",
+        "slower u8u8 kernels, and on such CPUs build and select-runtime also time the 7-bit "
+        "model and deploy it when faster and within --max-sqnr-drop)",
     )
 
 

@@ -220,7 +220,7 @@ def _run_cpu(args: argparse.Namespace) -> int:
     pp = model.cfg.preprocess
     with tempfile.TemporaryDirectory() as work:
         fp32 = to_onnx(model, Path(work) / "model.onnx", ExportConfig(batch_size=args.batch)).path
-        int8, ov_int8, sha = None, None, None
+        int8, ov_int8, seven, sha = None, None, None, None
         if args.precision == "int8":
             calib = load_images(args.calib_dir, pp, args.num_images, args.seed)
             images, sha = calib.images, calib.digest
@@ -229,10 +229,16 @@ def _run_cpu(args: argparse.Namespace) -> int:
             )
             int8 = quantize_onnx(fp32, Path(work) / "int8.onnx", images, recipe).path
             ov_int8 = onnx_to_int8_openvino(fp32, Path(work) / "int8-openvino.onnx", images)
+            if recipe.gemm_input_bits == 8:  # for targets whose u8s8 kernels clamp
+                from ..quantize.u8s8_safe import narrow_file
+
+                seven = narrow_file(int8, Path(work) / "int8-cpu7.onnx")
         else:  # the check images only
             n = min(args.num_images, CHECK_IMAGES)
             images = load_images(args.calib_dir, pp, n, args.seed).images
-        res = make_cpu_bundle(args.out, fp32, model.cfg.to_dict(), images, cfg, int8, ov_int8, sha)
+        res = make_cpu_bundle(
+            args.out, fp32, model.cfg.to_dict(), images, cfg, int8, ov_int8, sha, seven
+        )
     where = (
         f"chose {res.selection.chosen.key} on this machine"
         if res.selection
