@@ -231,3 +231,19 @@ def test_build_offers_seven_bit_gemm_inputs_where_u8s8_kernels_clamp(
 
     with load_deployed(tmp_path / "r", warn=False) as runner:
         assert runner.model_path == seven and not runner.exact_u8s8
+
+
+def test_a_model_the_7_bit_pass_refuses_builds_with_8_bits_only(tmp_path, monkeypatch, avx2_cpu):
+    from swin_edge.quantize import u8s8_safe
+
+    def refuse(src, dst):
+        raise SwinEdgeError("gemm_7: its input codes do not come from a QuantizeLinear")
+
+    monkeypatch.setattr(u8s8_safe, "narrow_file", refuse)
+    cfg = BuildConfig(target="cpu", runtime="ort", threads=1, rounds=1, out=str(tmp_path / "r"))
+    build(dataclasses.replace(cfg, **SMALL), progress=False)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    variants = {c["variant"] for c in report["runtime_selection"]["candidates"]}
+    assert variants == {"lowered", "as-written"}
+    assert any("no 7-bit GEMM-input candidate: gemm_7" in n for n in report["notes"])
+    assert not (tmp_path / "r" / "model.int8-cpu7.onnx").exists()
