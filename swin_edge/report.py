@@ -172,9 +172,9 @@ def _selection_lines(sel: dict[str, Any] | None) -> list[str]:
     if cpu.get("u8s8_saturates") and sel["precision"] == "int8":
         lines += [
             "",
-            "This CPU has no VNNI/AMX: ONNX Runtime ran its exact u8u8 kernels "
-            "(`session.x64quantprecision`), as swin_edge does on every such CPU; its default "
-            "u8s8 kernels would sum pairs of products in saturating int16.",
+            "This CPU has no VNNI/AMX: ONNX Runtime ran the 8-bit model with its exact u8u8 "
+            "kernels (`session.x64quantprecision`), as swin_edge does on every such CPU; its "
+            "default u8s8 kernels would sum pairs of products in saturating int16.",
         ]
         variants = [(c.get("candidate") or c).get("variant", "") for c in sel.get("candidates", [])]
         if any(str(v).endswith("-7bit") for v in variants):

@@ -225,6 +225,7 @@ def test_build_offers_seven_bit_gemm_inputs_where_u8s8_kernels_clamp(
     assert int8["recipe"]["gemm_input_bits"] == 7 and int8["runtime"]["exact_u8s8"] is False
     assert int8["fidelity"]["cosine"] > 0.9
     md = (tmp_path / "r" / "report.md").read_text()
+    assert "ran the 8-bit model with its exact u8u8 kernels" in md
     assert "The `-7bit` variants are the same recipe with 7-bit GEMM inputs" in md
     assert all(c["fidelity"]["cosine"] > 0.9 for c in sel["candidates"])
     from swin_edge.runtime_select import load_deployed
