@@ -57,9 +57,10 @@ REEXTRACT = "extract the bundle again, or re-pack it with `python -m swin_edge d
 
 SCRIPT = r"""#!/usr/bin/env bash
 # Pick the fastest way to run this bundle's model on THIS machine: time every CPU runtime its
-# models can run with (ONNX Runtime as written and lowered; OpenVINO when installed; 1..all
-# cores) in interleaved rounds, check each against the bundled FP32 outputs, and write the
-# choice to deploy.json. Run it once on every kind of box that serves the model.
+# models can run with (ONNX Runtime as written and lowered, and the 7-bit model where the CPU's
+# u8s8 kernels clamp; OpenVINO when installed; 1..all cores) in interleaved rounds, check each
+# against the bundled FP32 outputs, and write the choice to deploy.json. Run it once on every
+# kind of box that serves the model.
 # Usage: ./select_runtime.sh [--runtime ort|openvino] [--threads N] [--rounds R] ...
 # PYTHON selects the interpreter (default python3); it needs swin_edge installed.
 set -euo pipefail
