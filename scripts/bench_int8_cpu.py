@@ -240,8 +240,7 @@ def main() -> int:
         runners = {n: runner(n, p, threads, as_written) for n, p in models.items()}
         for r in runners.values():
             r.activate()
-        peak = gemm_peak(threads)
-        exact_peak = gemm_peak(threads, exact_u8s8=True) if saturates else None
+        peak = gemm_peak(threads, exact_u8s8=saturates)
         timing = interleaved_benchmark(runners, args.rounds, args.iterations, warmup=5)
         names = list(models)
         p50 = {n: float(np.median(timing.p50s(n))) for n in names}
@@ -291,11 +290,11 @@ def main() -> int:
             f"{peak.int8_ops_per_s / 1e9:.0f} GOP/s u8s8, FP32 {peak.fp32_ops_per_s / 1e9:.0f} "
             f"GOP/s, {peak.size}^3 GEMM); deployed is {p50[deployed] / floor:.2f}x the floor"
         )
-        exact_floor = exact_peak.floor_ms(ops * args.batch, int8=True) if exact_peak else None
+        exact_floor = peak.floor_ms(ops * args.batch, True, exact=True) if saturates else None
         if exact_floor:
             print(
                 f"   with the exact u8u8 kernels 8-bit models run on this CPU (its u8s8 kernels "
-                f"clamp): {exact_floor:.1f} ms ({exact_peak.int8_ops_per_s / 1e9:.0f} GOP/s)"
+                f"clamp): {exact_floor:.1f} ms ({peak.int8_exact_ops_per_s / 1e9:.0f} GOP/s)"
             )
         figures[f"threads={threads or 'all'}"] = {
             "rounds": {n: timing.p50s(n) for n in names},

@@ -467,12 +467,13 @@ def _select_cpu_runtime(
             from .quantize.nncf_engine import onnx_to_int8_openvino
 
             ov_int8 = onnx_to_int8_openvino(fp32, out / "model.int8-openvino.onnx", calib.images)
+    info = cpu_info()
     seven = None
     if (
         cfg.precision == "int8"
         and cfg.runtime != "openvino"
         and cfg.gemm_input_bits == 8
-        and cpu_info().u8s8_saturates
+        and info.u8s8_saturates
     ):  # exact on this CPU's fast u8s8 kernels, which clamp the 8-bit model's products
         from .quantize.u8s8_safe import narrow_file
 
@@ -510,7 +511,6 @@ def _select_cpu_runtime(
         res.artifacts["openvino_xml"] = str(xml)
         res.artifacts["openvino_bin"] = str(xml.with_suffix(".bin"))
         sel = dataclasses.replace(sel, chosen=dataclasses.replace(sel.chosen, model=str(xml)))
-    info = cpu_info()
     manifest = write_deploy_manifest(out / "deploy.json", sel, info, deploy_environment())
     res.artifacts["deploy_manifest"] = str(manifest)
     faithful = [r for r in sel.results if r.median_ms is not None and not r.rejected]

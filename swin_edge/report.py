@@ -176,8 +176,10 @@ def _selection_lines(sel: dict[str, Any] | None) -> list[str]:
             "kernels (`session.x64quantprecision`), as swin_edge does on every such CPU; its "
             "default u8s8 kernels would sum pairs of products in saturating int16.",
         ]
-        variants = [(c.get("candidate") or c).get("variant", "") for c in sel.get("candidates", [])]
-        if any(str(v).endswith("-7bit") for v in variants):
+        from .runtime_select import SEVEN_BIT
+
+        variants = {(c.get("candidate") or c).get("variant") for c in sel.get("candidates", [])}
+        if variants & set(SEVEN_BIT):
             lines[-1] += (
                 " The `-7bit` variants are the same recipe with 7-bit GEMM inputs "
                 "(`model.int8-cpu7.onnx`): they run the fast kernels, exact for them."

@@ -1,5 +1,6 @@
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from swin_edge.gemm_floor import GemmPeak, gemm_ops, gemm_peak
@@ -25,8 +26,14 @@ def test_gemm_ops_counts_gemm_and_batched_matmul(tmp_path):
 def test_floor_is_ops_over_measured_peak():
     peak = gemm_peak(threads=1, size=128, repeats=2)
     assert peak.int8_ops_per_s > 0 and peak.fp32_ops_per_s > 0
+    assert peak.int8_exact_ops_per_s is None
     exact = gemm_peak(threads=1, size=128, repeats=2, exact_u8s8=True)  # u8u8 kernels on x86
-    assert exact.int8_ops_per_s > 0
+    assert exact.int8_ops_per_s > 0 and exact.int8_exact_ops_per_s > 0
+    assert exact.floor_ms(10**9, int8=True, exact=True) == pytest.approx(
+        1e12 / exact.int8_exact_ops_per_s
+    )
+    with pytest.raises(ValueError, match="not measured"):
+        peak.floor_ms(10**9, int8=True, exact=True)
     p = GemmPeak(1, 128, int8_ops_per_s=2e11, fp32_ops_per_s=1e11)
     assert p.floor_ms(9_000_000_000, int8=True) == 45.0
     assert p.floor_ms(9_000_000_000, int8=False) == 90.0

@@ -838,14 +838,14 @@ def run_folder_models(
             python=python,
         )
         return models, model_cfg
-    from ..runtime_select import read_deploy_manifest
+    from ..runtime_select import LOWERED, SEVEN_BIT, read_deploy_manifest
 
     chosen = read_deploy_manifest(run / "deploy.json").chosen
-    seven = chosen.variant.endswith("-7bit")  # the 7-bit GEMM-input model won
+    seven = chosen.variant in SEVEN_BIT  # the 7-bit GEMM-input model won
     qdq = run / ("model.int8-cpu7.onnx" if seven else "model.int8-cpu.onnx")
     lowered = run / "model.int8-cpu.ort.onnx"  # of the deployed Q/DQ model
     ir = run / ("model.int8-cpu.xml" if precision == "int8" else "model.fp32.xml")
-    as_written = chosen.runtime == "ort" and chosen.variant.startswith("as-written")
+    as_written = chosen.runtime == "ort" and chosen.variant not in LOWERED
     models = deploy_models(
         base,
         precision,
