@@ -65,11 +65,12 @@ class Evaluation:
         return d
 
 
-Runner = Any  # OnnxrtRunner | TrtRunner: infer_all(images) and benchmark(iterations, warmup)
+Runner = Any  # OnnxrtRunner | OpenvinoRunner | TrtRunner: infer_all(images), benchmark(...)
 
 
 def infer_outputs(runner: Runner, images: np.ndarray) -> list[np.ndarray]:
-    """Every output of a runner that can give them (ONNX Runtime, OpenVINO), else the first."""
+    """Every output of a runner that can give them (ONNX Runtime, OpenVINO, TensorRT), else
+    the first."""
     if hasattr(runner, "infer_all_outputs"):
         return list(runner.infer_all_outputs(images))
     return [runner.infer_all(images)]

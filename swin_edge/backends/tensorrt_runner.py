@@ -96,7 +96,8 @@ class TrtRunner:
         self.input_name = next(
             n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
         )
-        self.output_name = next(n for n in names if n != self.input_name)
+        # every output gets a buffer: TensorRT 10+ refuses to run with any I/O tensor unbound
+        self.output_names = [n for n in names if n != self.input_name]
         shape = tuple(self.engine.get_tensor_shape(self.input_name))
         static = shape[0] if shape[0] > 0 else None
         if static is None:
@@ -120,7 +121,7 @@ class TrtRunner:
             raise SwinEdgeError(self._profile_error(batch))
         self._free_buffers()
         self.batch = batch
-        for name in (self.input_name, self.output_name):
+        for name in (self.input_name, *self.output_names):
             shape = tuple(self.context.get_tensor_shape(name))
             dtype = trt.nptype(self.engine.get_tensor_dtype(name))
             self.host[name] = cuda.pagelocked_empty(shape, dtype)
@@ -173,12 +174,12 @@ class TrtRunner:
         """Layer counts per device/precision, read back through the engine inspector."""
         return summarize_layers(engine_info_json(self.engine, self.trt))
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer_outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output (engine order: the ONNX's) for a (B, 3, H, W) batch, as float32."""
         n = len(batch)
         if n > self.batch:
-            return np.concatenate(
-                [self.infer(batch[i : i + self.batch]) for i in range(0, n, self.batch)]
-            )
+            parts = [self.infer_outputs(batch[i : i + self.batch]) for i in range(0, n, self.batch)]
+            return [np.concatenate(p) for p in zip(*parts, strict=True)]
         if n < self.batch:
             batch = np.concatenate([batch, np.repeat(batch[-1:], self.batch - n, axis=0)])
         cuda = self.cuda
@@ -187,16 +188,21 @@ class TrtRunner:
             self.device[self.input_name], self.host[self.input_name], self.stream
         )
         self._execute()
-        cuda.memcpy_dtoh_async(
-            self.host[self.output_name], self.device[self.output_name], self.stream
-        )
+        for name in self.output_names:
+            cuda.memcpy_dtoh_async(self.host[name], self.device[name], self.stream)
         self.stream.synchronize()
-        return np.array(self.host[self.output_name][:n], dtype=np.float32)
+        return [np.array(self.host[name][:n], dtype=np.float32) for name in self.output_names]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (the first output) for a (B, 3, H, W) batch."""
+        return self.infer_outputs(batch)[0]
+
+    def infer_all_outputs(self, images: np.ndarray, batch_size: int = 8) -> list[np.ndarray]:
+        """Every output for all ``images``, run at the engine's batch."""
+        return self.infer_outputs(images)
 
     def infer_all(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        return np.concatenate(
-            [self.infer(images[i : i + self.batch]) for i in range(0, len(images), self.batch)]
-        )
+        return self.infer_outputs(images)[0]
 
     def benchmark(self, iterations: int = 50, warmup: int = 10, seed: int = 0) -> LatencyStats:
         """GPU time per batch of ``self.batch`` images (reported as ``batch_size``) from CUDA

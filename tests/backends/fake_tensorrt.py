@@ -27,6 +27,7 @@ VERSIONS = tuple(API["versions"])
 class Behaviour:
     input_shape: tuple[int, ...] = (-1, 3, 32, 32)
     output_shape: tuple[int, ...] = (-1, 5)
+    extra_outputs: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (name, shape) after "logits"
     profile: tuple[int, int, int] | None = None  # set by the built engine's config
     num_dla_cores: int = 0
     parse_ok: bool = True
@@ -41,6 +42,10 @@ class Behaviour:
 
     def log(self, key: str, value: Any) -> None:
         self.calls.setdefault(key, []).append(value)
+
+    @property
+    def outputs(self) -> dict[str, tuple[int, ...]]:
+        return {"logits": self.output_shape, **dict(self.extra_outputs)}
 
 
 class _Member:
@@ -223,12 +228,14 @@ def make_tensorrt(version: str, b: Behaviour) -> types.ModuleType:
     class IExecutionContext(_Strict):
         def __init__(self) -> None:
             object.__setattr__(self, "_shapes", {})
+            object.__setattr__(self, "_addresses", set())
 
         def set_input_shape(self, name: str, shape: tuple) -> bool:
             b.log("set_input_shape", tuple(shape))
             if b.set_input_shape_ok:
                 self._shapes["input"] = tuple(shape)
-                self._shapes["logits"] = (shape[0], *b.output_shape[1:])
+                for out, out_shape in b.outputs.items():
+                    self._shapes[out] = (shape[0], *out_shape[1:])
             return b.set_input_shape_ok
 
         def get_tensor_shape(self, name: str) -> tuple:
@@ -236,25 +243,29 @@ def make_tensorrt(version: str, b: Behaviour) -> types.ModuleType:
 
         def set_tensor_address(self, name: str, ptr: int) -> bool:
             b.log("set_tensor_address", name)
+            if b.set_tensor_address_ok:
+                self._addresses.add(name)
             return b.set_tensor_address_ok
 
         def execute_async_v3(self, stream: int) -> bool:
             b.log("execute", stream)
-            return b.execute_ok
+            # TensorRT 10+: enqueueV3 fails unless every I/O tensor has an address (or an
+            # output allocator): "Neither address or allocator is set for output tensor ..."
+            return b.execute_ok and self._addresses >= {"input", *b.outputs}
 
     @strict("ICudaEngine")
     class ICudaEngine(_Strict):
         def __init__(self) -> None:
-            self.num_io_tensors = 2
+            self.num_io_tensors = 1 + len(b.outputs)
 
         def get_tensor_name(self, i: int) -> str:
-            return ("input", "logits")[i]
+            return ("input", *b.outputs)[i]
 
         def get_tensor_mode(self, name: str) -> Any:
             return mod.TensorIOMode.INPUT if name == "input" else mod.TensorIOMode.OUTPUT
 
         def get_tensor_shape(self, name: str) -> tuple:
-            return b.input_shape if name == "input" else b.output_shape
+            return b.input_shape if name == "input" else b.outputs[name]
 
         def get_tensor_profile_shape(self, name: str, index: int) -> list:
             lo, opt, hi = b.profile
@@ -322,11 +333,15 @@ def make_pycuda(b: Behaviour, gpu: str = "Orin", cc: tuple[int, int] = (8, 7)) -
             return Context()
 
     class DeviceAllocation:
+        made = 0
+
         def __init__(self, n: int) -> None:
             self.n = n
+            DeviceAllocation.made += 1
+            self.id = DeviceAllocation.made  # what memcpy_dtoh_async writes: which buffer
 
         def __int__(self) -> int:
-            return 4096
+            return 4096 * self.id
 
         def free(self) -> None:
             b.log("free", self.n)
@@ -352,7 +367,7 @@ def make_pycuda(b: Behaviour, gpu: str = "Orin", cc: tuple[int, int] = (8, 7)) -
     drv.mem_alloc = DeviceAllocation
     drv.pagelocked_empty = lambda shape, dtype: np.zeros(shape, dtype)
     drv.memcpy_htod_async = lambda dst, src, stream: None
-    drv.memcpy_dtoh_async = lambda dst, src, stream: None
+    drv.memcpy_dtoh_async = lambda dst, src, stream: dst.fill(src.id)
     pkg = types.ModuleType("pycuda")
     pkg.driver = drv
     return pkg

@@ -464,6 +464,21 @@ def test_runner_refuses_a_changed_engine(monkeypatch, tmp_path, onnx_file):
     assert "ctx" not in b.calls  # refused before touching the GPU
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_runner_binds_and_returns_every_output(monkeypatch, tmp_path, onnx_file, version):
+    feats = (("stage3", (-1, 8, 2, 2)), ("stage4", (-1, 16, 1, 1)))
+    b, engine = _built(monkeypatch, tmp_path, onnx_file, version, extra_outputs=feats)
+    with trtb.TrtRunner(engine) as r:
+        assert r.output_names == ["logits", "stage3", "stage4"]
+        outs = r.infer_all_outputs(np.zeros((3, 3, 32, 32), np.float32))
+        logits = r.infer_all(np.zeros((3, 3, 32, 32), np.float32))
+    assert [o.shape for o in outs] == [(3, 5), (3, 8, 2, 2), (3, 16, 1, 1)]
+    assert len({float(o.flat[0]) for o in outs}) == 3  # each from its own device buffer
+    np.testing.assert_array_equal(logits, outs[0])
+    assert set(b.calls["set_tensor_address"]) == {"input", "logits", "stage3", "stage4"}
+    assert len(b.calls["free"]) == 4 and _ctx_balanced(b)
+
+
 # --------------------------------------------------------------------------------------------
 # FP16 ONNX
 
@@ -606,3 +621,28 @@ def test_profile_violation_and_manifest_refusal_on_a_gpu(tmp_path):
     path.unlink()
     with pytest.raises(SwinEdgeError, match="has no manifest"):
         trtb.TrtRunner(engine).activate()
+
+
+@pytest.mark.tensorrt
+def test_multi_output_engine_matches_onnxruntime_per_output(tmp_path):
+    """The 4-output CBAM backbone (tests/examples): every engine output against ONNX Runtime."""
+    from swin_edge.cli import main
+
+    example = FIXTURES.parent / "examples" / "swin_cbam.py"
+    fp32 = tmp_path / "b.onnx"
+    assert main(["export", "--model", f"{example}:cbam_backbone", "--out", str(fp32)]) == 0
+    graph = onnx.load(str(fp32)).graph
+    dims = [d.dim_value or 2 for d in graph.input[0].type.tensor_type.shape.dim]
+    engine = tmp_path / "b.engine"
+    onnx_to_engine(fp32, engine, TrtBuildConfig(precision="fp32"))
+    x = np.random.default_rng(0).standard_normal(dims, dtype=np.float32)
+    sess = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {graph.input[0].name: x})
+    with trtb.TrtRunner(engine) as r:
+        assert r.output_names == [o.name for o in graph.output]
+        outs = r.infer_all_outputs(x)
+    assert len(outs) == len(ref) == 4
+    for out, want in zip(outs, ref, strict=True):
+        assert out.shape == want.shape
+        cos = (out * want).sum() / np.linalg.norm(out) / np.linalg.norm(want)
+        assert cos > 0.9999, cos
