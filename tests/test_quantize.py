@@ -13,7 +13,11 @@ from swin_edge.export import lint_onnx, torch_to_onnx
 from swin_edge.metrics import fidelity
 from swin_edge.model import SwinTransformer
 from swin_edge.quantize import QuantRecipe, check_symmetric_int8, plan_placement, quantize_onnx
-from swin_edge.quantize.qdq_passes import activations_to_uint8, sink_dequantize
+from swin_edge.quantize.qdq_passes import (
+    activations_to_symmetric_int8,
+    activations_to_uint8,
+    sink_dequantize,
+)
 
 from .conftest import TINY
 
@@ -187,6 +191,51 @@ def test_qdq_passes_are_exact(fp32, calib, tmp_path):
     onnx.save(model, str(tmp_path / "n2.onnx"))
     x = calib[:4]
     assert np.array_equal(run(res.path, x), run(tmp_path / "n2.onnx", x))
+
+
+def _qdq_graph(zero_points: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """x -> Relu -> Q/DQ ("relu", uint8) and x -> Q/DQ ("asym", int8 zp 10) -> outputs, plus
+    "raw": a Q whose codes are also a graph output (read as codes, so never re-gridded)."""
+    h = onnx.helper
+    nodes = [h.make_node("Relu", ["x"], ["r"])]
+    inits = []
+    for name, zp in zero_points.items():
+        src = "r" if name == "relu" else "x"
+        inits += [
+            numpy_helper.from_array(np.array(0.02, np.float32), f"{name}_s"),
+            numpy_helper.from_array(zp, f"{name}_zp"),
+        ]
+        qdq = [f"{name}_s", f"{name}_zp"]
+        nodes += [
+            h.make_node("QuantizeLinear", [src, *qdq], [f"{name}_q"], name=f"{name}_Q"),
+            h.make_node("DequantizeLinear", [f"{name}_q", *qdq], [f"{name}_y"]),
+        ]
+    outs = [h.make_tensor_value_info(f"{n}_y", onnx.TensorProto.FLOAT, [64]) for n in zero_points]
+    outs.append(h.make_tensor_value_info("raw_q", onnx.TensorProto.UINT8, [64]))
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [64])
+    graph = h.make_graph(nodes, "g", [x], outs, inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def test_activations_to_symmetric_int8_keeps_the_range_on_int8(tmp_path):
+    zps = {"relu": np.array(0, np.uint8), "asym": np.array(10, np.int8)}
+    model = _qdq_graph({**zps, "raw": np.array(3, np.uint8)})
+    x = np.linspace(-2.7, 2.3, 64, dtype=np.float32)  # inside both calibrated ranges
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    assert activations_to_symmetric_int8(model) == 2  # "raw" is read as codes: left alone
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q = {n.name: n for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    for name, reach in (("relu", 255), ("asym", 138)):  # codes 0..255; -128-10 .. 127-10
+        scale, zp = (inits[i] for i in q[f"{name}_Q"].input[1:])
+        assert zp.dtype == np.int8 and zp == 0 and np.isclose(scale, 0.02 * reach / 127, rtol=1e-6)
+    assert inits[q["raw_Q"].input[2]].dtype == np.uint8
+    after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    for old, new, step in zip(
+        before[:2], after[:2], (0.02 * 255 / 127, 0.02 * 138 / 127), strict=True
+    ):
+        assert np.abs(new - old).max() <= step  # the same values on the coarser grid
+        assert not np.array_equal(new, old)
+    np.testing.assert_array_equal(before[2], after[2])
 
 
 def test_bad_recipe_and_missing_model(tmp_path, calib):

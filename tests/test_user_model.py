@@ -16,7 +16,7 @@ from swin_edge.cli import main
 from swin_edge.errors import SwinEdgeError
 from swin_edge.model import PreprocessFlags, load_model
 from swin_edge.model.config import PreprocessConfig, crop_pct_for
-from swin_edge.quantize import plan_placement
+from swin_edge.quantize import check_symmetric_int8, plan_placement
 
 from .conftest import FIXTURES
 
@@ -279,6 +279,26 @@ def test_cbam_digits_int8_both_recipes_within_one_point(digits_dirs, tmp_path, c
     md = (run / "report.md").read_text()
     assert "INT8 placement (cpu recipe): quantized 18 Gemm, 8 MatMul." in md
     assert "`cbam.0.spatial.conv/Conv_0`" in md and "cpu recipe: ONNX Runtime" in md
+
+
+def test_nncf_tensorrt_recipe_regrids_relu_outputs(digits_dirs, tmp_path):
+    """NNCF quantizes the CBAM's ReLU outputs as uint8, which TensorRT cannot take; the
+    tensorrt recipe puts them on symmetric int8 and the digits accuracy holds."""
+    calib, test = (str(p) for p in digits_dirs)
+    ckpt = str(FIXTURES / "digits_cbam.pth")
+    fp32, trt = tmp_path / "fp32.onnx", tmp_path / "nncf-trt.onnx"
+    assert main(["export", "--model", CBAM, "--checkpoint", ckpt, "--out", str(fp32)]) == 0
+    argv = ["quantize", str(fp32), "--target", "tensorrt", "--engine", "nncf"]
+    assert main([*argv, "--calib-dir", calib, "--out", str(trt)]) == 0
+    model = onnx.load(str(trt))
+    check_symmetric_int8(model)
+    assert any(i.name.endswith("_s8_scale") for i in model.graph.initializer)  # re-gridded
+    report = tmp_path / "cmp.json"
+    argv = ["compare", str(fp32), str(trt), "--eval-dir", test, "--num-images", "450"]
+    assert main([*argv, *QUICK, "--json", str(report)]) == 0
+    ref, int8 = json.loads(report.read_text())
+    assert abs(int8["accuracy"]["top1"] - ref["accuracy"]["top1"]) <= 0.01
+    assert int8["fidelity"]["top1_agreement"] >= 0.98
 
 
 def test_keep_float_matches_user_module_names(tmp_path):

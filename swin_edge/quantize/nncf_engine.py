@@ -6,6 +6,7 @@ runs a float Gemm); it leaves ``DQ -> Transpose(k) -> MatMul`` (q@k^T runs as a 
 MatMul); it emits int8 activations (ORT's fast x86 kernels are u8s8); SmoothQuant adds a float
 Mul before every GEMM; and it never quantizes ``softmax @ v``. For ``target='cpu'`` we switch
 SmoothQuant off and apply the rewrites in :mod:`.qdq_passes` (int32 bias, DQ sinking, uint8).
+For ``target='tensorrt'`` the uint8 grids NNCF puts after a ReLU become symmetric int8.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from ..errors import SwinEdgeError
 from ..utils import atomic_path, lazy_import
 from .common import QuantResult, check_symmetric_int8, input_info, iter_batches, qdq_summary
 from .placement import plan_placement
-from .qdq_passes import activations_to_uint8, quantize_gemm_bias, sink_dequantize
+from .qdq_passes import (
+    activations_to_symmetric_int8,
+    activations_to_uint8,
+    quantize_gemm_bias,
+    sink_dequantize,
+)
 from .recipe import QuantRecipe
 
 
@@ -63,13 +69,14 @@ def onnx_to_int8_nncf(
         sink_dequantize(qmodel)
         activations_to_uint8(qmodel)
         quantize_gemm_bias(qmodel)
-    else:
+    else:  # NNCF picks uint8 for non-negative activations (after a ReLU); TensorRT: int8 only
+        activations_to_symmetric_int8(qmodel)
         try:
             check_symmetric_int8(qmodel)
-        except SwinEdgeError as e:  # NNCF's own choice; its options cannot force int8 there
+        except SwinEdgeError as e:
             raise SwinEdgeError(
-                f"{e}: NNCF quantizes non-negative activations (after a ReLU) as uint8, which "
-                "TensorRT cannot take; use --engine ort with --target tensorrt for this model"
+                f"{e} after NNCF, which TensorRT cannot take; use --engine ort with --target "
+                "tensorrt for this model"
             ) from None
     with atomic_path(out_path) as tmp:
         onnx.save(qmodel, str(tmp))

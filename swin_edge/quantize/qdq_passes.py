@@ -6,6 +6,8 @@
   Gemm``, which ORT runs in float).
 * :func:`activations_to_uint8` re-expresses int8 activation grids as uint8 with the zero point
   shifted by 128: the same real values, but ORT's fast x86 u8s8 kernels.
+* :func:`activations_to_symmetric_int8` puts uint8 or asymmetric activation grids (NNCF's
+  choice after a ReLU) on symmetric int8 over the same range, which TensorRT requires.
 """
 
 from __future__ import annotations
@@ -164,6 +166,54 @@ def activations_to_uint8(model: onnx.ModelProto) -> int:
         converted += 1
     if converted:
         del graph.value_info[:]  # inferred int8 types are stale
+    return converted
+
+
+def activations_to_symmetric_int8(model: onnx.ModelProto) -> int:
+    """Re-grid each per-tensor activation Q/DQ pair that is uint8 or has a nonzero zero point as
+    int8 with zero point 0, its scale covering the same calibrated range (TensorRT takes only
+    symmetric int8). Not exact: a non-negative range (after a ReLU) keeps 128 of its 256
+    levels. A Q whose codes reach anything but DequantizeLinear nodes with its own parameters
+    (or are a graph output) is left alone. Returns the pairs converted."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    consumers = _consumers(graph)
+    outputs = {o.name for o in graph.output}
+    converted = 0
+    for q in graph.node:
+        if q.op_type != "QuantizeLinear" or len(q.input) < 3 or q.input[0] in inits:
+            continue
+        if q.output[0] in outputs:
+            continue
+        scale, zp = inits.get(q.input[1]), inits.get(q.input[2])
+        if scale is None or zp is None or not _is_scalar(inits, q.input[2]):
+            continue
+        zero = numpy_helper.to_array(zp)
+        if zero.dtype == np.int8 and zero.item() == 0:
+            continue
+        readers = consumers.get(q.output[0], [])
+        if not readers or any(
+            n.op_type != "DequantizeLinear" or not _same_qparams(inits, q, n) for n in readers
+        ):
+            continue
+        step = numpy_helper.to_array(scale)
+        info = np.iinfo(zero.dtype)
+        reach = max(abs(info.min - int(zero.item())), abs(info.max - int(zero.item())))
+        base = q.output[0].replace("/", "_")
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(
+                    (step * (reach / 127)).astype(step.dtype), base + "_s8_scale"
+                ),
+                numpy_helper.from_array(np.zeros(zero.shape, np.int8), base + "_s8_zero_point"),
+            ]
+        )
+        for n in (q, *readers):
+            n.input[1], n.input[2] = base + "_s8_scale", base + "_s8_zero_point"
+        converted += 1
+    if converted:
+        remove_unused_initializers(graph)
+        del graph.value_info[:]  # inferred uint8 types are stale
     return converted
 
 
