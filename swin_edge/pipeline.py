@@ -475,12 +475,11 @@ def _select_cpu_runtime(
         and cfg.gemm_input_bits == 8
         and info.u8s8_saturates
     ):  # exact on this CPU's fast u8s8 kernels, which clamp the 8-bit model's products
-        from .quantize.u8s8_safe import narrow_file
+        from .quantize.u8s8_safe import seven_bit_candidate
 
-        try:
-            seven = narrow_file(int8, out / "model.int8-cpu7.onnx")
-        except SwinEdgeError as e:  # a GEMM input this pass cannot narrow: 8 bits only
-            notes.append(f"no 7-bit GEMM-input candidate: {e}")
+        seven, why = seven_bit_candidate(int8, out / "model.int8-cpu7.onnx")
+        if why:
+            notes.append(f"no 7-bit GEMM-input candidate: {why}")
     sel = select_cpu_runtime(
         cfg.precision,
         fp32,

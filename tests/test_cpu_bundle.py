@@ -243,6 +243,22 @@ def test_not_a_bundle(tmp_path):
         read_cpu_bundle(tmp_path)
 
 
+def test_a_model_the_7_bit_pass_refuses_is_bundled_with_8_bits(fp32, tmp_path, monkeypatch, capsys):
+    from swin_edge.quantize import u8s8_safe
+
+    def refuse(src, dst):
+        raise SwinEdgeError("gemm_7: its input codes do not come from a QuantizeLinear")
+
+    monkeypatch.setattr(u8s8_safe, "narrow_file", refuse)
+    out = tmp_path / "int8.tar.gz"
+    args = ["deploy", "--target", "cpu", "--onnx", str(fp32), "--num-images", "8"]
+    assert main([*args, "--no-select", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "note: no 7-bit GEMM-input model in the bundle: gemm_7: its input codes" in err
+    sources = read_cpu_bundle(extract(out, tmp_path / "b")).sources
+    assert set(sources) == {"int8", "int8-nncf"}
+
+
 def test_fp32_bundle_without_a_choice_asks_for_the_selection(fp32, tmp_path, capsys):
     out = tmp_path / "fp32.tar.gz"
     args = ["deploy", "--target", "cpu", "--precision", "fp32", "--onnx", str(fp32)]

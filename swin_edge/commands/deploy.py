@@ -7,7 +7,6 @@ import re
 import sys
 from pathlib import Path
 
-from ..errors import SwinEdgeError
 from . import common
 
 NAME = "deploy"
@@ -232,12 +231,11 @@ def _run_cpu(args: argparse.Namespace) -> int:
             int8 = quantize_onnx(fp32, Path(work) / "int8.onnx", images, recipe).path
             ov_int8 = onnx_to_int8_openvino(fp32, Path(work) / "int8-openvino.onnx", images)
             if recipe.gemm_input_bits == 8:  # for targets whose u8s8 kernels clamp
-                from ..quantize.u8s8_safe import narrow_file
+                from ..quantize.u8s8_safe import seven_bit_candidate
 
-                try:
-                    seven = narrow_file(int8, Path(work) / "int8-cpu7.onnx")
-                except SwinEdgeError as e:  # the bundle carries the 8-bit model only
-                    print(f"note: no 7-bit GEMM-input model in the bundle: {e}", file=sys.stderr)
+                seven, why = seven_bit_candidate(int8, Path(work) / "int8-cpu7.onnx")
+                if why:
+                    print(f"note: no 7-bit GEMM-input model in the bundle: {why}", file=sys.stderr)
         else:  # the check images only
             n = min(args.num_images, CHECK_IMAGES)
             images = load_images(args.calib_dir, pp, n, args.seed).images

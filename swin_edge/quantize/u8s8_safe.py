@@ -203,3 +203,12 @@ def narrow_file(src: str | Path, dst: str | Path) -> Path:
     with atomic_path(dst) as tmp:
         onnx.save(model, str(tmp))
     return Path(dst)
+
+
+def seven_bit_candidate(src: str | Path, dst: str | Path) -> tuple[Path | None, str | None]:
+    """:func:`narrow_file` for an optional 7-bit candidate: (its path, None), or (None, why)
+    when the pass refuses the model, which then deploys with 8 bits only."""
+    try:
+        return narrow_file(src, dst), None
+    except SwinEdgeError as e:
+        return None, str(e)
