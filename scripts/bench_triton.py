@@ -30,7 +30,8 @@ from swin_edge.calibration import load_images
 from swin_edge.export import ExportConfig, torch_to_onnx
 from swin_edge.model import create_model
 from swin_edge.quantize import QuantRecipe, quantize_onnx
-from swin_edge.triton.repository import BatchingConfig, TritonModel, write_repository
+from swin_edge.triton.plan import BatchingConfig, TritonModel
+from swin_edge.triton.repository import write_repository
 from swin_edge.triton.serve_bench import (
     ServeBenchConfig,
     render_chart,

@@ -149,12 +149,8 @@ def server(tmp_path_factory):
     pytest.importorskip("tritonclient.grpc", reason="needs swin_edge[triton]")
     from swin_edge.export import ExportConfig, torch_to_onnx
     from swin_edge.model import SwinTransformer
-    from swin_edge.triton.repository import (
-        BatchingConfig,
-        EnsembleConfig,
-        TritonModel,
-        write_repository,
-    )
+    from swin_edge.triton.plan import BatchingConfig, EnsembleConfig, TritonModel
+    from swin_edge.triton.repository import write_repository
     from swin_edge.triton.server import ServerConfig, TritonServer, tritonserver_problem
 
     problem = tritonserver_problem()

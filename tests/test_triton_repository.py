@@ -15,6 +15,11 @@ pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="needs swin_edg
 from swin_edge.errors import SwinEdgeError  # noqa: E402
 from swin_edge.export import ExportConfig, torch_to_onnx  # noqa: E402
 from swin_edge.model import SwinTransformer  # noqa: E402
+from swin_edge.triton.deployment import (  # noqa: E402
+    deploy_models,
+    repository_from_run,
+    write_deploy_repository,
+)
 from swin_edge.triton.model_config import (  # noqa: E402
     Enum,
     Map,
@@ -23,19 +28,14 @@ from swin_edge.triton.model_config import (  # noqa: E402
     parse_config,
     render_pbtxt,
 )
-from swin_edge.triton.preprocess import preprocess_bytes, preprocess_pil  # noqa: E402
-from swin_edge.triton.repository import (  # noqa: E402
-    FORMAT,
+from swin_edge.triton.plan import (  # noqa: E402
     BatchingConfig,
     EnsembleConfig,
     TritonModel,
-    deploy_models,
     plan_repository,
-    repository_from_run,
-    validate_repository,
-    write_deploy_repository,
-    write_repository,
 )
+from swin_edge.triton.preprocess import preprocess_bytes, preprocess_pil  # noqa: E402
+from swin_edge.triton.repository import FORMAT, validate_repository, write_repository  # noqa: E402
 
 from .conftest import MICRO as CFG  # noqa: E402
 

@@ -20,12 +20,8 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from swin_edge.backends.onnxrt import OnnxrtRunner, OrtConfig  # noqa: E402
 from swin_edge.errors import SwinEdgeError  # noqa: E402
-from swin_edge.triton.repository import (  # noqa: E402
-    BatchingConfig,
-    EnsembleConfig,
-    TritonModel,
-    write_repository,
-)
+from swin_edge.triton.plan import BatchingConfig, EnsembleConfig, TritonModel  # noqa: E402
+from swin_edge.triton.repository import write_repository  # noqa: E402
 from swin_edge.triton.server import ServerConfig, TritonServer, tritonserver_problem  # noqa: E402
 
 from .conftest import TINY as CFG  # noqa: E402

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"report: {res.artifacts['report_md']} (+ report.json, report.png)")
     if args.triton:
-        from ..triton.repository import repository_from_run
+        from ..triton.deployment import repository_from_run
 
         repo = repository_from_run(res.out_dir, args.triton, max_batch_size=max(8, args.batch))
         print(f"Triton repository {repo.path}: {', '.join(repo.models)}")

@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         bundle_path = Path(work) / "bundle.tar.gz" if args.format == "triton" else args.out
         out = make_bundle(bundle_path, fp32, int8, model.cfg.to_dict(), cfg, sha)
         if args.format == "triton":
-            from ..triton.repository import write_deploy_repository
+            from ..triton.deployment import write_deploy_repository
 
             res = write_deploy_repository(
                 args.out,

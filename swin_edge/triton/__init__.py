@@ -1,8 +1,9 @@
 """Serving with NVIDIA Triton Inference Server.
 
-* :mod:`.repository`: a model repository for a built model (one model per precision/backend,
-  optional JPEG ensemble), every ``config.pbtxt`` validated (:mod:`.model_config`) before it
-  is written;
+* :mod:`.plan`: the models of a repository (one per precision/backend, optional JPEG
+  ensemble), every ``config.pbtxt`` rendered and validated (:mod:`.model_config`);
+* :mod:`.repository`: writes (staged, swapped in whole) and validates a model repository;
+* :mod:`.deployment`: which models ``deploy --format triton`` and ``build --triton`` serve;
 * :mod:`.server`: a local ``tritonserver`` (the nvidia-pytriton wheel's) on loopback ports;
 * :mod:`.serve_bench`: a bounded load generator (concurrency sweep, latency percentiles,
   throughput, failures) with JSON/Markdown/PNG reports;
