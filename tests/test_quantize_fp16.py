@@ -200,6 +200,48 @@ def test_tiny_weight_scales_are_requantized_not_flushed():
     assert np.abs(a - b).max() < 2e-3 * (np.abs(a).max() + 1e-3)
 
 
+def test_an_output_that_feeds_other_nodes_stays_type_consistent():
+    """A backbone's stage map is a graph output and the next stage's input: the converter's
+    FP32 output Cast must not hand the FP32 tensor to FP16 readers."""
+    rng = np.random.default_rng(0)
+    q = rng.integers(-127, 128, (4, 3)).astype(np.int8)
+    w2 = numpy_helper.from_array(rng.standard_normal((3, 2)).astype(np.float32), "w2")
+    z_out = helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 2])
+    qdq = _tiny_qdq(np.full(3, 0.01, np.float32), q)
+    float_model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+            "g",
+            list(qdq.graph.input),
+            list(qdq.graph.output),
+            [numpy_helper.from_array(q.astype(np.float32) * 0.01, "w")],
+        ),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    for model in (qdq, float_model):
+        model.graph.initializer.append(w2)
+        model.graph.node.append(helper.make_node("MatMul", ["y", "w2"], ["z"], name="mm2"))
+        model.graph.output.append(z_out)  # y is an output and mm2's input
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+
+    def outputs(model):
+        sess = ort.InferenceSession(
+            model.SerializeToString(),
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=ort_disabled_optimizers(model),
+        )
+        return [o.name for o in sess.get_outputs()], sess.run(None, {"x": x})
+
+    for convert, src in ((qdq_model_to_fp16, qdq), (float_model_to_fp16, float_model)):
+        model = convert(src)  # qdq_model_to_fp16 checks the types itself
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        names, (y, z) = outputs(model)
+        assert names == ["y", "z"] and y.dtype == z.dtype == np.float32
+        _, (y0, z0) = outputs(src)
+        np.testing.assert_allclose(y, y0, atol=2e-3 * np.abs(y0).max())
+        np.testing.assert_allclose(z, z0, atol=2e-3 * np.abs(z0).max())
+
+
 def test_bad_inputs():
     with pytest.raises(SwinEdgeError, match="no QuantizeLinear/DequantizeLinear"):
         qdq_model_to_fp16(helper.make_model(helper.make_graph([], "g", [], [])))

@@ -17,6 +17,7 @@ from swin_edge.errors import SwinEdgeError
 from swin_edge.model import PreprocessFlags, load_model
 from swin_edge.model.config import PreprocessConfig, crop_pct_for
 from swin_edge.quantize import check_symmetric_int8, plan_placement
+from swin_edge.quantize.fp16 import has_fp16_scales
 
 from .conftest import FIXTURES
 
@@ -355,12 +356,16 @@ def test_multi_output_backbone_from_onnx_compared_per_output(tmp_path, capsys):
     saved = json.loads(onnx.load(str(run / "model.onnx")).metadata_props[0].value)
     assert saved["preprocess"]["std"] == [0.25] * 3  # later commands read it back
 
-    bundle = tmp_path / "b.tar.gz"
-    argv = ["deploy", "--onnx", str(bare), "--precision", "fp32", "--out", str(bundle)]
-    assert main([*argv, *flags, "--interpolation", "bicubic"]) == 0
+    bundle = tmp_path / "b.tar.gz"  # TensorRT INT8 + FP16: stage maps also feed the next stage
+    argv = ["deploy", "--onnx", str(bare), "--precision", "int8", "--out", str(bundle)]
+    assert main([*argv, *flags, "--interpolation", "bicubic", "--num-images", "8"]) == 0
     with tarfile.open(bundle) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))
+        int8 = onnx.load_from_string(tar.extractfile("model.int8.onnx").read())
     assert manifest["model"]["preprocess"]["mean"] == [0.5] * 3
+    assert [o.name for o in int8.graph.output] == ["output0", "output1", "output2", "output3"]
+    assert has_fp16_scales(int8)
+    onnx.shape_inference.infer_shapes(int8, check_type=True, strict_mode=True)
     assert one_error(capsys, [*argv, "--img-size", "32"]).endswith(
         "drop --img-size (they describe a model to export)"
     )

@@ -49,12 +49,40 @@ def _convert(model: onnx.ModelProto, keep_fp32: Iterable[str]) -> onnx.ModelProt
     original = {i.name: i for i in model.graph.initializer if i.data_type == TensorProto.FLOAT}
     work = onnx.ModelProto()
     work.CopyFrom(model)  # the converter edits its argument in place
+    _split_consumed_outputs(work.graph)
     block = list(dict.fromkeys([*float16.DEFAULT_OP_BLOCK_LIST, *keep_fp32]))
     with warnings.catch_warnings():  # it warns for every weight below fp16's range
         warnings.simplefilter("ignore", UserWarning)
         fp16 = float16.convert_float_to_float16(work, keep_io_types=True, op_block_list=block)
     _restore_fp32_weights(fp16.graph, original)
     return fp16
+
+
+def _split_consumed_outputs(graph: onnx.GraphProto) -> int:
+    """Give each graph output that other nodes also read (a backbone's stage map that feeds the
+    next stage) its own ``Identity``: the converter keeps outputs FP32 with a Cast that takes
+    over the output's name, so the inner readers would get the FP32 tensor while typed as FP16.
+    Returns the outputs split."""
+    read = {i for n in graph.node for i in n.input}
+    made = {o for n in graph.node for o in n.output}
+    done = 0
+    for out in graph.output:
+        if out.name not in read or out.name not in made:
+            continue
+        inner = f"{out.name}_inner"
+        for n in graph.node:
+            for seq in (n.input, n.output):
+                for k, name in enumerate(seq):
+                    if name == out.name:
+                        seq[k] = inner
+        for v in graph.value_info:
+            if v.name == out.name:
+                v.name = inner
+        graph.node.append(
+            onnx.helper.make_node("Identity", [inner], [out.name], name=f"{out.name}_Identity")
+        )
+        done += 1
+    return done
 
 
 def _restore_fp32_weights(graph: onnx.GraphProto, original: dict[str, TensorProto]) -> int:
@@ -110,8 +138,12 @@ def _restore_fp32_weights(graph: onnx.GraphProto, original: dict[str, TensorProt
 def float_model_to_fp16(
     model: onnx.ModelProto, keep_fp32: Iterable[str] = FP32_OPS
 ) -> onnx.ModelProto:
-    """FP32 model -> FP16 model; ``keep_fp32`` op types (and the graph I/O) stay FP32."""
-    return _convert(model, keep_fp32)
+    """FP32 model -> FP16 model; ``keep_fp32`` op types (and the graph I/O) stay FP32. Checked
+    with ONNX's type-checking shape inference (a strongly typed TensorRT network takes the
+    types as written)."""
+    fp16 = _convert(model, keep_fp32)
+    _check_types(fp16, "FP16 model")
+    return fp16
 
 
 def _fp16_scale(scale: np.ndarray) -> np.ndarray:
@@ -221,15 +253,20 @@ def check_fp16_qdq(model: onnx.ModelProto) -> None:
     ]
     if bad:
         raise SwinEdgeError(f"{len(bad)} Q/DQ nodes without a float16 scale, e.g. '{bad[0]}'")
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    except Exception as e:  # onnx raises InferenceError / ValidationError subclasses
-        raise SwinEdgeError(f"FP16 Q/DQ model is not type-consistent: {str(e)[:300]}") from None
+    inferred = _check_types(model, "FP16 Q/DQ model")
     types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
     types |= {v.name: v.type.tensor_type.elem_type for v in inferred.graph.input}
     for n in inferred.graph.node:
         if n.op_type == "QuantizeLinear" and types.get(n.input[0]) != TensorProto.FLOAT16:
             raise SwinEdgeError(f"QuantizeLinear '{n.name}' quantizes a non-float16 tensor")
+
+
+def _check_types(model: onnx.ModelProto, what: str) -> onnx.ModelProto:
+    """The model with inferred types, or a one-line error where ONNX's type check fails."""
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as e:  # onnx raises InferenceError / ValidationError subclasses
+        raise SwinEdgeError(f"{what} is not type-consistent: {str(e)[:300]}") from None
 
 
 def has_fp16_scales(model: onnx.ModelProto) -> bool:
