@@ -108,6 +108,7 @@ class GateResult:
     details: dict[str, Any] = field(default_factory=dict)
     baseline_note: str = ""
     cpu: dict[str, Any] = field(default_factory=dict)
+    threads: int = 0  # what the ratio was measured with (0: all cores)
 
     @property
     def has_baseline(self) -> bool:
@@ -141,6 +142,12 @@ def _check_entry(path: Path, key: str, entry: Any) -> None:
         raise SwinEdgeError(
             f"baseline '{path}': entry '{key}' needs a ratio > 0; re-record it on a machine of "
             f"that class with `python -m swin_edge bench --write-baseline {path}`"
+        )
+    threads = entry.get("threads", 0)
+    if not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0):
+        raise SwinEdgeError(
+            f"baseline '{path}': entry '{key}' has threads {threads!r}; use 0 (all cores) or "
+            "the thread count it was recorded with"
         )
 
 
@@ -178,6 +185,13 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def baseline_threads(baseline: dict[str, Any], cpu: CpuInfo | None = None) -> int | None:
+    """The thread count (0: all cores) this CPU class's baseline ratio was recorded with, which
+    the gate must measure with too; None when the class has no entry."""
+    entry = baseline["classes"].get((cpu or cpu_info()).cpu_class)
+    return None if entry is None else int(entry.get("threads", 0))
+
+
 def gate(
     result: InterleavedResult,
     baseline: dict[str, Any],
@@ -206,6 +220,7 @@ def gate(
         {n: result.p50(n) for n in result.names},
         "" if entry is None else str(entry.get("note", "")),
         cpu.to_dict(),
+        result.threads,
     )
 
 
@@ -221,7 +236,8 @@ def gate_markdown(g: GateResult, num: str, den: str, baseline_path: str = "BASEL
         f"CPU: {cpu.get('model', '?')}; class `{g.cpu_class}` "
         f"(flags: {', '.join(cpu.get('flags', [])) or 'none detected'})",
         "",
-        f"Ratio `{num}` / `{den}` (median over interleaved rounds): **{g.ratio:.3f}** "
+        f"Ratio `{num}` / `{den}` (median over interleaved rounds, "
+        f"{g.threads or 'all'} thread(s)): **{g.ratio:.3f}** "
         f"(rounds ranged {g.spread[0]:.3f}-{g.spread[1]:.3f})",
     ]
     if g.has_baseline:

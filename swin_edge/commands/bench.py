@@ -44,7 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=common.rounds, default=5)
     parser.add_argument("--iterations", type=common.iterations, default=20)
     parser.add_argument("--warmup", type=common.warmup, default=5)
-    parser.add_argument("--threads", type=common.threads, default=0)
+    parser.add_argument(
+        "--threads",
+        type=common.threads,
+        help="0: all cores (default; with --baseline: the threads it was recorded with)",
+    )
     parser.add_argument(
         "--no-lowering",
         action="store_true",
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from ..bench import (
+        baseline_threads,
         gate,
         gate_markdown,
         interleaved_latency,
@@ -89,6 +94,14 @@ def run(args: argparse.Namespace) -> int:
 
     max_reg = parse_percent(args.max_regression)
     baseline = read_baseline(args.baseline) if args.baseline else None
+    recorded = baseline_threads(baseline) if baseline else None
+    if recorded is not None and args.threads not in (None, recorded):
+        raise SwinEdgeError(
+            f"--threads {args.threads}: '{args.baseline}' was recorded on this CPU class with "
+            f"{recorded or 'all'} thread(s); drop --threads (the gate measures as its baseline "
+            "did), or re-record the baseline with --write-baseline"
+        )
+    threads = args.threads if args.threads is not None else (recorded or 0)
     models: dict[str, str] = {}
     for item in args.onnx:
         name, sep, path = item.partition("=")
@@ -103,10 +116,13 @@ def run(args: argparse.Namespace) -> int:
             rounds=args.rounds,
             iterations=args.iterations,
             warmup=args.warmup,
-            threads=args.threads,
+            threads=threads,
             as_written=models if args.no_lowering else (),
         )
-    print(f"{len(res.names)} models, {args.rounds} interleaved rounds x {args.iterations} runs")
+    print(
+        f"{len(res.names)} models, {args.rounds} interleaved rounds x {args.iterations} runs, "
+        f"{threads or 'all'} thread(s)"
+    )
     ref = res.names[0]
     for name in res.names:
         print(
