@@ -69,6 +69,12 @@ class Flat(Net):
         return self.head(x.flatten(1))  # FLAT
 
 
+class Predicts(Net):
+    def forward(self, x):
+        logits = self.fc(self.conv(x).mean((2, 3)))
+        return logits, logits.argmax(-1)
+
+
 class Branchy(Net):
     def forward(self, x):
         y = self.conv(x)
@@ -79,6 +85,10 @@ class Branchy(Net):
 
 def branchy():
     return Branchy()
+
+
+def predicts():
+    return Predicts()
 
 
 def net(width: int = 8):
@@ -157,6 +167,7 @@ def one_error(capsys, argv: list[str]) -> str:
         ("{py}:flat", PP, "at {py}:{flat}); check --img-size"),
         ("{py}:branchy", PP, "(GuardOnDataDependentSymNode: Could not guard on data-dependent"),
         ("{py}:branchy", PP, "at {py}:{branch}); the forward must trace with static shapes"),
+        ("{py}:predicts", PP, "returns non-float output(s) output1 (int64); swin_edge quantizes"),
         (
             "{py}:raises",
             [],

@@ -77,15 +77,28 @@ def flatten_outputs(out: Any, what: str) -> tuple[list[Tensor], list[str]]:
     """A forward's result as a list of tensors and their ONNX output names: one tensor
     (``logits`` when 2-D, else ``output``), a list/tuple (``output0``...) or a dict (its keys)."""
     if isinstance(out, Tensor):
-        return [out], ["logits" if out.dim() == 2 else "output"]
-    if isinstance(out, (list, tuple)) and out and all(isinstance(t, Tensor) for t in out):
-        return list(out), [f"output{i}" for i in range(len(out))]
-    if isinstance(out, dict) and out and all(isinstance(t, Tensor) for t in out.values()):
-        return list(out.values()), [re.sub(r"[^\w.]", "_", str(k)) for k in out]
-    raise SwinEdgeError(
-        f"{what} returned {type(out).__name__}; return a tensor, a list/tuple of tensors or a "
-        "dict of tensors"
-    )
+        tensors, names = [out], ["logits" if out.dim() == 2 else "output"]
+    elif isinstance(out, (list, tuple)) and out and all(isinstance(t, Tensor) for t in out):
+        tensors, names = list(out), [f"output{i}" for i in range(len(out))]
+    elif isinstance(out, dict) and out and all(isinstance(t, Tensor) for t in out.values()):
+        tensors, names = list(out.values()), [re.sub(r"[^\w.]", "_", str(k)) for k in out]
+    else:
+        raise SwinEdgeError(
+            f"{what} returned {type(out).__name__}; return a tensor, a list/tuple of tensors or "
+            "a dict of tensors"
+        )
+    bad = [
+        f"{n} ({str(t.dtype).removeprefix('torch.')})"
+        for t, n in zip(tensors, names, strict=True)
+        if not t.is_floating_point()
+    ]
+    if bad:
+        raise SwinEdgeError(
+            f"{what} returns non-float output(s) {', '.join(bad)}; swin_edge quantizes and "
+            "compares float outputs: return the logits or feature maps and take argmax/top-k "
+            "after inference"
+        )
+    return tensors, names
 
 
 def _where(e: BaseException, path: Path | None = None) -> str:
