@@ -68,6 +68,20 @@ def test_write_report_and_chart(tmp_path):
     assert load_report(paths["json"])["results"][1]["name"] == "onnxruntime-int8"
 
 
+def test_report_command_takes_the_run_folder_or_its_json(tmp_path, capsys):
+    from swin_edge.cli import main
+
+    write_report(REPORT, tmp_path)
+    (tmp_path / "report.md").unlink()
+    assert main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "report.md").is_file()
+    assert main(["report", str(tmp_path / "report.json"), "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "report.png").is_file()
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2  # a folder without report.json
+    assert "empty/report.json' does not exist; pass a build run" in capsys.readouterr().err
+
+
 def test_an_exact_layer_round_trips_through_strict_json(tmp_path):
     rep = copy.deepcopy(REPORT)
     rep["results"][1]["worst_layers"].append(["patch_embed.proj/Conv_0", float("inf")])

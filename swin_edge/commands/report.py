@@ -11,11 +11,17 @@ NAME = "report"
 HELP = "render report.md and the chart from a report.json"
 
 
+def report_json(text: str) -> str:
+    """``type=`` for a report.json, or a run folder holding one."""
+    hint = "pass a build run folder or its report.json (run `python -m swin_edge build` first)"
+    if text.strip() and Path(text).is_dir():
+        text = str(Path(text) / "report.json")
+    return common.input_file(hint)(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "json",
-        type=common.input_file("run `python -m swin_edge build` first"),
-        help="report.json written by build",
+        "json", type=report_json, help="report.json written by build, or its run folder"
     )
     parser.add_argument("--out", type=common.output_dir, help="folder (default: beside the json)")
 
