@@ -81,6 +81,23 @@ def test_bad_resolution_is_one_line_error(kw):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "kw,hint",
+    [
+        (dict(img_size=320), ", or --window-size 5 or 10"),  # stages 80, 40, 20, 10
+        (dict(img_size=224, window_size=12), ", or --window-size 7 or 14"),  # 56, 28, 14, 7
+        (dict(img_size=200), "e.g. --img-size 224"),  # not a multiple of 32: no window fits
+    ],
+)
+def test_resolution_error_names_windows_that_fit(kw, hint):
+    with pytest.raises(SwinEdgeError) as e:
+        variant_config("swin_tiny", **kw)
+    assert str(e.value).endswith(hint)
+    if "window-size" in hint:
+        for w in hint.split("--window-size ")[1].split(" or "):
+            variant_config("swin_tiny", **dict(kw, window_size=int(w)))  # they do fit
+
+
 def test_unknown_variant():
     with pytest.raises(SwinEdgeError, match="unknown model 'swin_huge'.*swin_tiny"):
         variant_config("swin_huge")

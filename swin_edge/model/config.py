@@ -194,7 +194,18 @@ class SwinConfig:
                 f"{self.patch_size}, window {self.window_size} and {self.num_stages} stages "
                 "(stage sizes must be "
                 f"multiples of the window); use a multiple of {step}, e.g. --img-size {lo}"
+                + self._window_hint(stride)
             )
+
+    def _window_hint(self, stride: int) -> str:
+        """``, or --window-size 5 or 10``: the windows (4..16) nearest to this one that fit
+        ``img_size`` (a stage no larger than the window is one window), if it fits any."""
+        if self.img_size <= 0 or self.img_size % stride:
+            return ""
+        res = self.stage_resolutions()
+        fits = [w for w in range(4, 17) if all(r <= w or r % w == 0 for r in res)]
+        near = sorted(sorted(fits, key=lambda w: (abs(w - self.window_size), -w))[:2])
+        return f", or --window-size {' or '.join(map(str, near))}" if near else ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
