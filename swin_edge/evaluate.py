@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,12 +68,19 @@ class Evaluation:
 Runner = Any  # OnnxrtRunner | OpenvinoRunner | TrtRunner: infer_all(images), benchmark(...)
 
 
-def infer_outputs(runner: Runner, images: np.ndarray) -> list[np.ndarray]:
+def infer_outputs(
+    runner: Runner, images: np.ndarray, names: Sequence[str] = ()
+) -> list[np.ndarray]:
     """Every output of a runner that can give them (ONNX Runtime, OpenVINO, TensorRT), else
-    the first."""
-    if hasattr(runner, "infer_all_outputs"):
-        return list(runner.infer_all_outputs(images))
-    return [runner.infer_all(images)]
+    the first. A runner that names its outputs (TensorRT: the engine's order) gets them put in
+    the order of ``names`` (the ONNX's) when both hold the same names."""
+    if not hasattr(runner, "infer_all_outputs"):
+        return [runner.infer_all(images)]
+    outputs = list(runner.infer_all_outputs(images))
+    have = list(getattr(runner, "output_names", None) or [])
+    if len(have) == len(outputs) and sorted(have) == sorted(names):
+        outputs = [outputs[have.index(n)] for n in names]
+    return outputs
 
 
 def _io_of(cand: Candidate) -> ImageModelInfo | None:
@@ -158,7 +165,7 @@ def evaluate(
                 progress(f"evaluating {cand.name}")
             runner = stack.enter_context(make_runner(cand))
             runners[str(i)] = runner
-            outputs = infer_outputs(runner, images)
+            outputs = infer_outputs(runner, images, info.output_names if info else ())
             logits = outputs[0]
             runtime = runner.runtime_info() if hasattr(runner, "runtime_info") else None
             ev = Evaluation(

@@ -3,7 +3,7 @@ import onnx
 import pytest
 
 from swin_edge.errors import SwinEdgeError
-from swin_edge.evaluate import Candidate, check_candidates, evaluate
+from swin_edge.evaluate import Candidate, check_candidates, evaluate, infer_outputs
 
 from .test_onnx_check import image_model
 
@@ -63,3 +63,16 @@ def test_engines_are_checked_through_the_onnx_they_were_built_from(tmp_path):
         check_candidates([*cands(ref), trt], images)
     src.unlink()  # source gone: the engine's own runner checks it
     check_candidates([*cands(ref), trt], images)
+
+
+def test_named_outputs_are_put_in_the_onnx_order():
+    class Engine:  # TensorRT's runner: outputs in the engine's order, by name
+        output_names = ["stage4", "stage3"]
+
+        def infer_all_outputs(self, images):
+            return [np.full(1, 4.0), np.full(1, 3.0)]
+
+    got = infer_outputs(Engine(), np.zeros(1), ("stage3", "stage4"))
+    assert [float(o[0]) for o in got] == [3.0, 4.0]
+    got = infer_outputs(Engine(), np.zeros(1), ("a", "b"))  # other names: left as they come
+    assert [float(o[0]) for o in got] == [4.0, 3.0]
