@@ -49,6 +49,12 @@ def test_deploy_format_triton_writes_a_valid_repository(tmp_path, capsys):
     names = set(configs)
     assert any(n.endswith("_int8_tensorrt") for n in names)
     assert any(n.endswith("_int8_onnxruntime") for n in names)
+    # its 7-bit twin for x86 servers without VNNI/AMX (Triton's ONNX Runtime clamps 8 bits there)
+    seven = next(n for n in names if n.endswith("_int8_onnxruntime_7bit"))
+    info = json.loads((repo / "repository.json").read_text())["models"][seven]
+    assert info["gemm_input_bits"] == 7 and f"Serve `{seven}` on such a CPU" in (
+        repo / "README.md"
+    ).read_text().replace("\n", " ")
     assert any(n.endswith("_jpeg") for n in names)
     assert (repo / "build_engines.sh").is_file()  # the engine is built on the device
     trt = configs[next(n for n in names if n.endswith("_int8_tensorrt"))]

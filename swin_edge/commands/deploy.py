@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     model = common.model_or_onnx(args)  # --onnx: used as it is
     with tempfile.TemporaryDirectory() as work:
         fp32 = to_onnx(model, Path(work) / "model.onnx", deploy_export_config(cfg)).path
-        int8, cpu_int8, sha = None, None, None
+        int8, cpu_int8, cpu_int8_7bit, sha = None, None, None, None
         if args.precision == "int8":
             calib = load_images(args.calib_dir, model.cfg.preprocess, args.num_images, args.seed)
             int8 = quantize_onnx(
@@ -170,6 +170,14 @@ def run(args: argparse.Namespace) -> int:
                         target="cpu", engine=args.engine, gemm_input_bits=args.gemm_input_bits
                     ),
                 ).path
+                if args.gemm_input_bits == 8:  # for x86 servers without VNNI/AMX
+                    from ..quantize.u8s8_safe import seven_bit_candidate
+
+                    cpu_int8_7bit, why = seven_bit_candidate(
+                        cpu_int8, Path(work) / "model.int8-cpu7.onnx"
+                    )
+                    if why:
+                        print(f"note: no 7-bit GEMM-input CPU model: {why}", file=sys.stderr)
         bundle_path = Path(work) / "bundle.tar.gz" if args.format == "triton" else args.out
         out = make_bundle(bundle_path, fp32, int8, model.cfg.to_dict(), cfg, sha)
         if args.format == "triton":
@@ -184,15 +192,17 @@ def run(args: argparse.Namespace) -> int:
                 bundle=out,
                 preprocess=model.cfg.preprocess,
                 cpu_int8_onnx=cpu_int8,
+                cpu_int8_7bit_onnx=cpu_int8_7bit,
                 target=args.triton_target,
                 max_batch_size=args.max_batch,
                 queue_delay_us=args.queue_delay_us,
                 dynamic_batching=not args.no_dynamic_batching,
                 ensemble=not args.no_ensemble,
             )
+            build = "on the device run ./build_engines.sh, then " if res.pending_engines else ""
             print(
-                f"wrote {res.path}: {', '.join(res.models)}; on the device run "
-                f"./build_engines.sh, then tritonserver --model-repository {res.path}"
+                f"wrote {res.path}: {', '.join(res.models)}; {build}"
+                f"tritonserver --model-repository {res.path}"
             )
             return 0
     print(f"wrote {out}: copy it to the device, untar, run ./build_engine.sh {args.precision}")

@@ -30,6 +30,7 @@ def deploy_models(
     target: str = "gpu",
     cpu_int8_onnx: str | Path | None = None,
     cpu_int8_ort: str | Path | None = None,
+    cpu_int8_7bit: tuple[str | Path, str | Path | None] | None = None,
     openvino_ir: str | Path | None = None,
     cpu_threads: int = 0,
     primary: str | None = None,
@@ -44,7 +45,10 @@ def deploy_models(
     built from; ``engine``: one built on this GPU, else the deploy bundle builds it on the
     device), ONNX Runtime fp32 on the GPU, and ONNX Runtime on the CPU (fp32; int8 when
     ``cpu_int8_onnx``, the ``cpu``-recipe Q/DQ, is given: it runs ``cpu_int8_ort``, the lowered
-    file, when given). cpu: those CPU models and, on x86, OpenVINO for ``precision``
+    file, when given; ``cpu_int8_7bit``, (the same model with 7-bit GEMM inputs, its lowered
+    file or None), adds ``<base>_int8_onnxruntime_7bit`` for x86 servers without VNNI/AMX,
+    where Triton's ONNX Runtime clamps the 8-bit model). cpu: those CPU models and, on x86,
+    OpenVINO for ``precision``
     (``openvino_ir`` or the ONNX); ``primary`` (onnxruntime | openvino: the runtime ``build``
     chose) goes first. ``python``: also ``<base>_<precision>_python``, swin_edge's runner in
     Triton's Python backend (what the bundled local server runs)."""
@@ -88,6 +92,17 @@ def deploy_models(
                 onnx=cpu_int8_onnx,
                 precision="int8",
                 model_file=cpu_int8_ort,
+                **ort,
+            )
+        )
+    if cpu_int8_7bit is not None:
+        seven, seven_ort = cpu_int8_7bit
+        models.append(
+            TritonModel(
+                f"{base}_int8_onnxruntime_7bit",
+                onnx=seven,
+                precision="int8",
+                model_file=seven_ort,
                 **ort,
             )
         )
@@ -195,6 +210,7 @@ def write_deploy_repository(
     preprocess: Any,
     int8_onnx: str | Path | None = None,
     cpu_int8_onnx: str | Path | None = None,
+    cpu_int8_7bit_onnx: str | Path | None = None,
     target: str | None = None,
     max_batch_size: int = 8,
     queue_delay_us: int = 2000,
@@ -205,17 +221,21 @@ def write_deploy_repository(
     """``deploy --format triton``: the repository for a GPU/Jetson (``target``, default by this
     machine's architecture) whose TensorRT engine ``build_engines.sh`` builds on the device
     from ``bundle`` (:func:`swin_edge.deploy.make_bundle`, made with the same max batch), plus
-    ONNX Runtime models (``cpu_int8_onnx``: a cpu-recipe INT8 ONNX for the CPU, lowered here)
-    and, with ``ensemble``, the JPEG ensemble on the TensorRT model."""
+    ONNX Runtime models (``cpu_int8_onnx``: a cpu-recipe INT8 ONNX for the CPU, and
+    ``cpu_int8_7bit_onnx``, the same with 7-bit GEMM inputs; both lowered here) and, with
+    ``ensemble``, the JPEG ensemble on the TensorRT model."""
     from tempfile import TemporaryDirectory
 
-    with TemporaryDirectory() as work:
-        lowered = None
-        if cpu_int8_onnx is not None:
-            from ..backends.onnxrt_lowering import lower_file
+    from ..backends.onnxrt_lowering import lower_file
 
+    with TemporaryDirectory() as work:
+        lowered, seven = None, None
+        if cpu_int8_onnx is not None:
             lowered = Path(work) / "model.int8-cpu.ort.onnx"
             lower_file(cpu_int8_onnx, lowered)
+        if cpu_int8_7bit_onnx is not None:
+            seven = (cpu_int8_7bit_onnx, Path(work) / "model.int8-cpu7.ort.onnx")
+            lower_file(*seven)
         models = deploy_models(
             base,
             precision,
@@ -224,6 +244,7 @@ def write_deploy_repository(
             target=target or default_target(),
             cpu_int8_onnx=cpu_int8_onnx,
             cpu_int8_ort=lowered,
+            cpu_int8_7bit=seven,
             python=python,
         )
         batching = BatchingConfig(max_batch_size, (), queue_delay_us, dynamic_batching)
