@@ -469,8 +469,14 @@ def test_repository_from_a_cpu_build_run_folder(onnx_files, tmp_path):
     assert cfg.max_batch_size == 8
     readme = (tmp_path / "repo" / "README.md").read_text()
     assert "`micro_int8_onnxruntime` on an x86 CPU without VNNI" in readme  # Triton's ORT: u8s8
-    # where the 7-bit model won (a CPU whose u8s8 kernels clamp), Triton serves that model
     from swin_edge.quantize.u8s8_safe import gemm_input_bits, narrow_file
+
+    # ... so the 8-bit model gets its 7-bit twin, lowered as the chosen variant is
+    twin = onnx.load(str(tmp_path / "repo" / "micro_int8_onnxruntime_7bit" / "1" / "model.onnx"))
+    assert gemm_input_bits(twin) == 7
+    assert "MatMulIntegerToFloat" in {n.op_type for n in twin.graph.node}
+    assert "Serve `micro_int8_onnxruntime_7bit` on such a CPU" in readme
+    # where the 7-bit model won (a CPU whose u8s8 kernels clamp), Triton serves that model
 
     seven = narrow_file(run / "model.int8-cpu.onnx", run / "model.int8-cpu7.onnx")
     (run / "model.int8-cpu.ort.onnx").unlink()
@@ -482,6 +488,7 @@ def test_repository_from_a_cpu_build_run_folder(onnx_files, tmp_path):
     assert gemm_input_bits(served) == 7
     assert "MatMulIntegerToFloat" not in {n.op_type for n in served.graph.node}  # as written
     assert "without VNNI" not in (tmp_path / "repo2" / "README.md").read_text()
+    assert not (tmp_path / "repo2" / "micro_int8_onnxruntime_7bit").exists()  # no twin needed
     with pytest.raises(SwinEdgeError, match="not a finished build run folder"):
         repository_from_run(tmp_path, tmp_path / "repo3")
 

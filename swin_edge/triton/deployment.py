@@ -130,12 +130,16 @@ def deploy_models(
 
 
 def run_folder_models(
-    run_dir: str | Path, base: str | None = None, python: bool = False
+    run_dir: str | Path,
+    base: str | None = None,
+    python: bool = False,
+    work: str | Path | None = None,
 ) -> tuple[list[TritonModel], dict[str, Any]]:
     """The models of a ``build`` run folder (report.json, deploy.json, engines) and its model
     config (for the ensemble's preprocessing). A TensorRT build serves its engines as built
     (on this GPU); a CPU build serves first the runtime and thread count ``deploy.json``
-    chose."""
+    chose. Where an 8-bit int8 model was chosen, ``work`` (a folder that outlives the
+    models) gets its 7-bit GEMM-input twin for x86 servers without VNNI/AMX."""
     run = Path(run_dir)
     try:
         report = json.loads((run / "report.json").read_text())
@@ -172,6 +176,9 @@ def run_folder_models(
     lowered = run / "model.int8-cpu.ort.onnx"  # of the deployed Q/DQ model
     ir = run / ("model.int8-cpu.xml" if precision == "int8" else "model.fp32.xml")
     as_written = chosen.runtime == "ort" and chosen.variant not in LOWERED
+    twin = None
+    if precision == "int8" and not seven and work is not None:
+        twin = _seven_bit_twin(qdq, Path(work), lowered=not as_written)
     models = deploy_models(
         base,
         precision,
@@ -179,12 +186,28 @@ def run_folder_models(
         target="cpu",
         cpu_int8_onnx=qdq if precision == "int8" else None,
         cpu_int8_ort=lowered if lowered.is_file() and not as_written else None,
+        cpu_int8_7bit=twin,
         openvino_ir=ir if chosen.runtime == "openvino" and ir.is_file() else None,
         cpu_threads=chosen.threads,
         primary="openvino" if chosen.runtime == "openvino" else "onnxruntime",
         python=python,
     )
     return models, model_cfg
+
+
+def _seven_bit_twin(qdq: Path, work: Path, lowered: bool) -> tuple[Path, Path | None] | None:
+    """``qdq`` with 7-bit GEMM inputs in ``work`` (and its lowered file when ``lowered``), or
+    None when the pass refuses the model."""
+    from ..backends.onnxrt_lowering import lower_file
+    from ..quantize.u8s8_safe import seven_bit_candidate
+
+    seven, _ = seven_bit_candidate(qdq, work / "model.int8-cpu7.onnx")
+    if seven is None:
+        return None
+    if not lowered:
+        return seven, None
+    lower_file(seven, work / "model.int8-cpu7.ort.onnx")
+    return seven, work / "model.int8-cpu7.ort.onnx"
 
 
 def _engine_max_batch(engine: Path) -> int | None:
@@ -266,11 +289,14 @@ def repository_from_run(
 ) -> RepositoryResult:
     """``build --triton REPO``: the repository of a finished build run folder (see
     :func:`run_folder_models`); the ensemble feeds the deployed model."""
-    models, model_cfg = run_folder_models(run_dir, python=python)
-    base = str(json.loads((Path(run_dir) / "report.json").read_text())["build"]["model"])
-    if ":" in base:  # --model file.py:factory: the file's name
-        base = Path(base.partition(":")[0]).stem
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)  # Triton model names
-    batching = BatchingConfig(max_batch_size, (), queue_delay_us, dynamic_batching)
-    ens = EnsembleConfig(models[0].name, model_cfg["preprocess"]) if ensemble else None
-    return write_repository(out, models, batching, ensemble=ens, base_name=base)
+    from tempfile import TemporaryDirectory
+
+    with TemporaryDirectory() as work:
+        models, model_cfg = run_folder_models(run_dir, python=python, work=work)
+        base = str(json.loads((Path(run_dir) / "report.json").read_text())["build"]["model"])
+        if ":" in base:  # --model file.py:factory: the file's name
+            base = Path(base.partition(":")[0]).stem
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)  # Triton model names
+        batching = BatchingConfig(max_batch_size, (), queue_delay_us, dynamic_batching)
+        ens = EnsembleConfig(models[0].name, model_cfg["preprocess"]) if ensemble else None
+        return write_repository(out, models, batching, ensemble=ens, base_name=base)
