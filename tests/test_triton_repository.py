@@ -489,6 +489,15 @@ def test_repository_from_a_cpu_build_run_folder(onnx_files, tmp_path):
     assert "MatMulIntegerToFloat" not in {n.op_type for n in served.graph.node}  # as written
     assert "without VNNI" not in (tmp_path / "repo2" / "README.md").read_text()
     assert not (tmp_path / "repo2" / "micro_int8_onnxruntime_7bit").exists()  # no twin needed
+    # a build with --gemm-input-bits 7: its cpu-recipe model is 7-bit already, no twin either
+    shutil.copy(seven, run / "model.int8-cpu.onnx")
+    chosen = CpuCandidate("ort", "as-written", "int8", 1, str(run / "model.int8-cpu.onnx"))
+    sel = Selection("int8", chosen, [CandidateResult(chosen, [1.0], 1.0, 1.0)])
+    write_deploy_manifest(run / "deploy.json", sel, cpu_info(), {})
+    repository_from_run(run, tmp_path / "repo4")
+    assert not (tmp_path / "repo4" / "micro_int8_onnxruntime_7bit").exists()
+    with pytest.raises(SwinEdgeError, match="already 7-bit"):  # narrowing twice: 6 bits
+        narrow_file(seven, tmp_path / "twice.onnx")
     with pytest.raises(SwinEdgeError, match="not a finished build run folder"):
         repository_from_run(tmp_path, tmp_path / "repo3")
 

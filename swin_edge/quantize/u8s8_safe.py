@@ -94,7 +94,10 @@ def narrow_gemm_inputs(model: onnx.ModelProto) -> int:
     codes 0..127, with the Qs that only re-quantize the same codes around data movement, every
     DQ of those codes and the GEMMs' int32 biases; mark it with :data:`GEMM_INPUT_BITS_KEY`.
     Returns how many QuantizeLinear nodes changed. Refuses a model where such a GEMM input does
-    not come from per-tensor uint8 QuantizeLinear nodes."""
+    not come from per-tensor uint8 QuantizeLinear nodes, and one this pass already wrote (a
+    second pass would leave 64 levels)."""
+    if gemm_input_bits(model) == 7:
+        raise SwinEdgeError(f"its GEMM inputs are already 7-bit ({GEMM_INPUT_BITS_KEY})")
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     prod = {o: n for n in graph.node for o in n.output}
