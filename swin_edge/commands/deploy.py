@@ -171,13 +171,9 @@ def run(args: argparse.Namespace) -> int:
                     ),
                 ).path
                 if args.gemm_input_bits == 8:  # for x86 servers without VNNI/AMX
-                    from ..quantize.u8s8_safe import seven_bit_candidate
-
-                    cpu_int8_7bit, why = seven_bit_candidate(
-                        cpu_int8, Path(work) / "model.int8-cpu7.onnx"
+                    cpu_int8_7bit = _seven_bit(
+                        cpu_int8, Path(work) / "model.int8-cpu7.onnx", "CPU model"
                     )
-                    if why:
-                        print(f"note: no 7-bit GEMM-input CPU model: {why}", file=sys.stderr)
         bundle_path = Path(work) / "bundle.tar.gz" if args.format == "triton" else args.out
         out = make_bundle(bundle_path, fp32, int8, model.cfg.to_dict(), cfg, sha)
         if args.format == "triton":
@@ -207,6 +203,17 @@ def run(args: argparse.Namespace) -> int:
             return 0
     print(f"wrote {out}: copy it to the device, untar, run ./build_engine.sh {args.precision}")
     return 0
+
+
+def _seven_bit(int8: Path, dst: Path, what: str) -> Path | None:
+    """The 7-bit GEMM-input twin of ``int8`` at ``dst``, or None with a stderr note naming
+    ``what`` is left out when the pass refuses the model."""
+    from ..quantize.u8s8_safe import seven_bit_candidate
+
+    seven, why = seven_bit_candidate(int8, dst)
+    if why:
+        print(f"note: no 7-bit GEMM-input {what}: {why}", file=sys.stderr)
+    return seven
 
 
 def _run_cpu(args: argparse.Namespace) -> int:
@@ -241,11 +248,7 @@ def _run_cpu(args: argparse.Namespace) -> int:
             int8 = quantize_onnx(fp32, Path(work) / "int8.onnx", images, recipe).path
             ov_int8 = onnx_to_int8_openvino(fp32, Path(work) / "int8-openvino.onnx", images)
             if recipe.gemm_input_bits == 8:  # for targets whose u8s8 kernels clamp
-                from ..quantize.u8s8_safe import seven_bit_candidate
-
-                seven, why = seven_bit_candidate(int8, Path(work) / "int8-cpu7.onnx")
-                if why:
-                    print(f"note: no 7-bit GEMM-input model in the bundle: {why}", file=sys.stderr)
+                seven = _seven_bit(int8, Path(work) / "int8-cpu7.onnx", "model in the bundle")
         else:  # the check images only
             n = min(args.num_images, CHECK_IMAGES)
             images = load_images(args.calib_dir, pp, n, args.seed).images
